@@ -1,0 +1,32 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH := torch==2.13.0
+OUT ?= out
+
+.PHONY: run test install install-test data clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job on bundled defaults.
+run: install
+	$(VENV)/bin/molgen data stats data/sample.csv
+	$(VENV)/bin/molgen data roundtrip data/sample.csv
+
+test: install
+	$(PY) -m pytest -q
+
+# Re-extract the MOSES splits and filter SMARTS from the molsets==0.3.1 wheel.
+data: install
+	$(PY) scripts/extract_moses.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from molgen.cli import main
+
+sys.exit(main())

@@ -407,3 +407,15 @@ def dataset_stats(
         "tokens_max": int(lengths.max()),
         "tokens_min": int(lengths.min()),
     }
+
+
+def padded(data: TokenizedSet, index: Sequence[int] | np.ndarray, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded id matrix [B, max length] (int64) and lengths [B] of the molecules at ``index``."""
+    index = np.asarray(index, dtype=np.int64)
+    lengths = data.lengths[index]
+    width = int(lengths.max()) if len(index) else 0
+    out = np.full((len(index), width), pad_id, dtype=np.int64)
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    starts = data.offsets[index]
+    out[mask] = data.ids[(starts[:, None] + np.arange(width)[None, :])[mask]]
+    return out, lengths.astype(np.int64)

@@ -1,0 +1,337 @@
+"""Sampling: z ~ p(z), then every token drawn from Categorical(softmax(logits / T)) of the decoder.
+
+Greedy (argmax) decoding exists only as the explicitly named ``mode="greedy"``; it is never what
+"samples" means. The GRU state is the cache; a batch stops as soon as every row has ended.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from molgen.data import canonicalize, n_workers
+from molgen.errors import MolgenError
+from molgen.files import atomic_open
+from molgen.model.vae import MoleculeVAE
+from molgen.tokenizer import SelfiesTokenizer, selfies_to_smiles, use_constraints
+
+MODES = ("sample", "greedy")
+CSV_COLUMNS = ("SMILES", "valid", "selfies", "nll", "component", "seed")
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "molgen-moses.pt"
+
+
+@dataclass
+class Draws:
+    """Token ids drawn for a batch: ``tokens[i, :lengths[i]]`` (``<eos>`` included when drawn)."""
+
+    tokens: torch.Tensor  # [B, L] long
+    lengths: torch.Tensor  # [B] long
+    nll: torch.Tensor  # [B] float64, -log p(x|z) of the drawn tokens under the model (T = 1)
+
+
+def autocast_context(precision: str):
+    """bf16 autocast on CPU for ``precision="bf16"``, a no-op for ``"32"``."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision in ("32", "fp32"):
+        return contextlib.nullcontext()
+    raise MolgenError(f"precision must be 32 or bf16, not {precision!r}")
+
+
+@torch.inference_mode()
+def draw_tokens(
+    model: MoleculeVAE,
+    z: torch.Tensor | None,
+    batch_size: int,
+    temperature: float = 1.0,
+    mode: str = "sample",
+    generator: torch.Generator | None = None,
+    max_len: int | None = None,
+    precision: str = "32",
+) -> Draws:
+    """Decode ``batch_size`` sequences autoregressively from latents ``z`` [B, D] (None for an LM).
+
+    Each token is drawn from softmax(logits / T) with ``<pad>`` and ``<bos>`` masked out
+    (``mode="sample"``) or taken as the argmax (``mode="greedy"``); ``nll`` is -log p(x|z) of
+    the drawn tokens under the untempered model, as teacher forcing would compute it.
+    """
+    if mode not in MODES:
+        raise MolgenError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "sample" and not temperature > 0:
+        raise MolgenError(f"temperature must be > 0, not {temperature}")
+    max_len = max_len or model.max_len
+    h = model.decoder_init(z, batch_size)
+    prev = torch.full((batch_size,), model.bos_id, dtype=torch.long)
+    tokens = torch.full((batch_size, max_len), model.pad_id, dtype=torch.long)
+    lengths = torch.full((batch_size,), max_len, dtype=torch.long)
+    nll = torch.zeros(batch_size, dtype=torch.float64)
+    alive = torch.ones(batch_size, dtype=torch.bool)
+    banned = torch.tensor([model.pad_id, model.bos_id])
+    rows = torch.arange(batch_size)
+    for t in range(max_len):
+        with autocast_context(precision):
+            logits, h = model.decoder_step(prev, z, h)
+        logits = logits.float()
+        logp = torch.log_softmax(logits, dim=-1)
+        allowed = logits.index_fill(1, banned, float("-inf"))
+        if mode == "greedy":
+            nxt = allowed.argmax(-1)
+        else:
+            probs = torch.softmax(allowed / temperature, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        nxt = torch.where(alive, nxt, torch.full_like(nxt, model.pad_id))
+        tokens[:, t] = nxt
+        nll -= torch.where(alive, logp[rows, nxt], torch.zeros_like(logp[:, 0])).double()
+        ended = alive & (nxt == model.eos_id)
+        lengths[ended] = t + 1
+        alive &= ~ended
+        prev = nxt
+        if not alive.any():
+            break
+    return Draws(tokens[:, : int(lengths.max())], lengths, nll)
+
+
+def _decode_rows(args: tuple[list[str], str]) -> list[tuple[str, str | None]]:
+    """(SELFIES, canonical SMILES or None) for a chunk of SELFIES strings (runs in workers)."""
+    selfies_list, constraints = args
+    use_constraints(constraints)
+    return [(s, selfies_to_smiles(s, constraints)) for s in selfies_list]
+
+
+class Generator:
+    """A trained model ready to sample, encode, decode and interpolate (the API the CLI wraps)."""
+
+    def __init__(self, model: MoleculeVAE, tokenizer: SelfiesTokenizer, precision: str = "32") -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.precision = precision
+        self.is_vae = model.kind == "vae"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, precision: str = "32") -> "Generator":
+        """Load a checkpoint (default: the shipped MOSES model in ``checkpoints/``)."""
+        from molgen.checkpoint import load_model
+
+        path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        if not path.exists():
+            raise MolgenError(f"{path}: no such checkpoint")
+        model, tokenizer = load_model(path)
+        return cls(model, tokenizer, precision)
+
+    # ------------------------------------------------------------------ sampling
+    def _prior(self, n: int, component: int | None, generator: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor]:
+        if not self.is_vae:
+            if component is not None:
+                raise MolgenError("a language model (kind='lm') has no mixture components")
+            return None, torch.full((n,), -1, dtype=torch.long)
+        if component is not None and not 0 <= component < self.model.prior.n_components:
+            raise MolgenError(f"--component must be in 0..{self.model.prior.n_components - 1}, not {component}")
+        return self.model.prior.sample(n, component=component, generator=generator)
+
+    def iter_batches(
+        self,
+        n: int,
+        batch_size: int = 1024,
+        temperature: float = 1.0,
+        mode: str = "sample",
+        component: int | None = None,
+        seed: int = 0,
+    ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        """Yield (SELFIES strings, nll, component) per batch until ``n`` molecules were drawn."""
+        if n <= 0:
+            raise MolgenError(f"number of molecules must be positive, not {n}")
+        if batch_size <= 0:
+            raise MolgenError(f"batch size must be positive, not {batch_size}")
+        generator = torch.Generator().manual_seed(seed)
+        done = 0
+        while done < n:
+            size = min(batch_size, n - done)
+            z, k = self._prior(size, component, generator)
+            draws = draw_tokens(self.model, z, size, temperature, mode, generator, precision=self.precision)
+            rows = draws.tokens.numpy()
+            selfies = [self.tokenizer.ids_to_selfies(r[:length]) for r, length in zip(rows, draws.lengths.tolist())]
+            yield selfies, draws.nll.numpy(), k.numpy()
+            done += size
+
+    def sample(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        mode: str = "sample",
+        component: int | None = None,
+        seed: int = 0,
+        batch_size: int = 1024,
+    ) -> list[dict]:
+        """Draw ``n`` molecules; each row has the CSV columns (SMILES is None when invalid)."""
+        rows = []
+        for selfies, nll, comp in self.iter_batches(n, batch_size, temperature, mode, component, seed):
+            for (s, smiles), v, k in zip(_decode_rows((selfies, self.tokenizer.constraints)), nll, comp):
+                rows.append(_row(s, smiles, v, k, seed))
+        return rows
+
+    def write_csv(
+        self,
+        path: str | os.PathLike,
+        n: int,
+        temperature: float = 1.0,
+        mode: str = "sample",
+        component: int | None = None,
+        seed: int = 0,
+        batch_size: int = 1024,
+        unique: bool = False,
+        valid_only: bool = False,
+        max_attempts_factor: int = 20,
+        progress: bool = True,
+    ) -> dict:
+        """Stream ``n`` molecules to a CSV file (complete or not at all); return counts and rate.
+
+        ``valid_only`` and ``unique`` keep drawing until ``n`` rows pass (at most
+        ``max_attempts_factor * n`` draws). SELFIES decoding and canonicalization run in worker
+        processes while the network draws the next batch.
+        """
+        import time
+
+        if n <= 0:
+            raise MolgenError(f"number of molecules must be positive, not {n}")
+        start = time.perf_counter()
+        budget = n * (max_attempts_factor if (unique or valid_only) else 1)
+        seen: set[str] = set()
+        written = drawn = n_valid = 0
+        constraints = self.tokenizer.constraints
+        workers = n_workers()
+        pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+        try:
+            with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(CSV_COLUMNS)
+                bar = tqdm(total=n, unit="mol", desc="sample", disable=None if progress else True)
+                batches = self.iter_batches(budget, batch_size, temperature, mode, component, seed)
+                for selfies, nll, comp, decoded in _overlap(batches, pool, constraints, workers):
+                    for (s, smiles), v, k in zip(decoded, nll, comp):
+                        drawn += 1
+                        n_valid += smiles is not None
+                        if valid_only and smiles is None:
+                            continue
+                        if unique and smiles is not None:
+                            if smiles in seen:
+                                continue
+                            seen.add(smiles)
+                        writer.writerow(_csv_row(s, smiles, v, k, seed))
+                        written += 1
+                        if written == n:
+                            break
+                    bar.update(min(written, n) - bar.n)
+                    if written == n:
+                        break
+                bar.close()
+                if written < n:
+                    raise MolgenError(
+                        f"only {written} of {n} molecules passed the filters after {drawn} draws; "
+                        "lower -n or drop --unique/--valid-only"
+                    )
+        finally:
+            if pool is not None:
+                pool.terminate()
+        seconds = time.perf_counter() - start
+        return {
+            "written": written,
+            "drawn": drawn,
+            "valid_fraction": n_valid / max(1, drawn),
+            "seconds": seconds,
+            "molecules_per_second": written / seconds,
+        }
+
+    # ------------------------------------------------------------------ latent space
+    def _tokens(self, smiles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = []
+        for s in smiles:
+            canonical = canonicalize(s)
+            if canonical is None:
+                raise MolgenError(f"invalid SMILES {s!r}")
+            ids.append(self.tokenizer.encode(canonical))
+        lengths = torch.tensor([len(x) for x in ids])
+        if int(lengths.max()) > self.model.max_len:
+            raise MolgenError(f"molecule longer than the model's cap of {self.model.max_len} tokens")
+        tokens = torch.full((len(ids), int(lengths.max())), self.tokenizer.pad_id, dtype=torch.long)
+        for i, x in enumerate(ids):
+            tokens[i, : len(x)] = torch.tensor(x)
+        return tokens, lengths
+
+    def _require_vae(self) -> None:
+        if not self.is_vae:
+            raise MolgenError("this model is a language model (kind='lm') and has no latent space")
+
+    @torch.inference_mode()
+    def encode(self, smiles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior means E[z|x] [N, D] and component responsibilities p(k|z=mean) [N, K]."""
+        self._require_vae()
+        tokens, lengths = self._tokens(list(smiles))
+        mu, _ = self.model.encode(tokens, lengths)
+        return mu, self.model.prior.responsibilities(mu)
+
+    @torch.inference_mode()
+    def decode(self, z: torch.Tensor, mode: str = "sample", temperature: float = 1.0, seed: int = 0) -> list[str | None]:
+        """Decode latents z [N, D] to canonical SMILES (None where invalid); sampled unless mode='greedy'."""
+        self._require_vae()
+        generator = torch.Generator().manual_seed(seed)
+        draws = draw_tokens(self.model, z.float(), z.shape[0], temperature, mode, generator, precision=self.precision)
+        return [self.tokenizer.decode(r[:n])[1] for r, n in zip(draws.tokens.tolist(), draws.lengths.tolist())]
+
+    def interpolate(
+        self, smiles_a: str, smiles_b: str, steps: int = 8, mode: str = "greedy", seed: int = 0
+    ) -> list[str | None]:
+        """Decode ``steps`` points on the line between the posterior means of two molecules."""
+        if steps < 2:
+            raise MolgenError(f"steps must be at least 2, not {steps}")
+        mu, _ = self.encode([smiles_a, smiles_b])
+        w = torch.linspace(0, 1, steps).unsqueeze(1)
+        return self.decode((1 - w) * mu[0] + w * mu[1], mode=mode, seed=seed)
+
+    def neighbours(self, smiles: str, n: int = 10, scale: float = 0.5, seed: int = 0) -> list[str | None]:
+        """Sample ``n`` molecules around one: z = E[z|x] + scale * noise, tokens drawn from p(x|z)."""
+        mu, _ = self.encode([smiles])
+        generator = torch.Generator().manual_seed(seed)
+        z = mu + scale * torch.randn(n, mu.shape[1], generator=generator)
+        return self.decode(z, mode="sample", seed=seed)
+
+
+def _overlap(batches, pool, constraints: str, workers: int):
+    """Decode batch i in worker processes while the network draws batch i + 1."""
+    pending = None
+    for selfies, nll, comp in batches:
+        chunks = np.array_split(np.array(selfies, dtype=object), workers) if pool is not None else [selfies]
+        jobs = [list(c) for c in chunks]
+        if pool is not None:
+            result = pool.map_async(_decode_rows, [(c, constraints) for c in jobs])
+        else:
+            result = None
+        if pending is not None:
+            yield _finish(pending)
+        pending = (selfies, nll, comp, jobs, result, constraints)
+    if pending is not None:
+        yield _finish(pending)
+
+
+def _finish(pending):
+    selfies, nll, comp, jobs, result, constraints = pending
+    if result is None:
+        decoded = _decode_rows((jobs[0], constraints))
+    else:
+        decoded = [row for part in result.get() for row in part]
+    return selfies, nll, comp, decoded
+
+
+def _row(selfies: str, smiles: str | None, nll: float, component: int, seed: int) -> dict:
+    return {"SMILES": smiles, "valid": smiles is not None, "selfies": selfies, "nll": float(nll), "component": int(component), "seed": seed}
+
+
+def _csv_row(selfies: str, smiles: str | None, nll: float, component: int, seed: int) -> tuple:
+    return (smiles or "", "true" if smiles is not None else "false", selfies, f"{nll:.4f}", int(component), seed)

@@ -1,0 +1,156 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem
+from scipy.stats import chisquare
+
+import molgen.sample as sample_module
+from molgen.errors import MolgenError
+from molgen.model.vae import MoleculeVAE
+from molgen.sample import Generator, draw_tokens
+from molgen.tokenizer import SelfiesTokenizer
+
+from conftest import SMALL_SMILES
+
+
+def tiny_generator(constraints: str = "strict", seed: int = 0, kind: str = "vae") -> Generator:
+    torch.manual_seed(seed)
+    tok = SelfiesTokenizer.build(SMALL_SMILES, constraints)
+    model = MoleculeVAE(
+        vocab_size=len(tok), max_len=30, emb_dim=8, enc_hidden=16, dec_hidden=24, latent_dim=4, n_components=3, kind=kind
+    )
+    with torch.no_grad():  # make <eos> likely enough that molecules end well before the cap
+        model.decoder.out.bias[tok.eos_id] += 2.0
+    return Generator(model, tok)
+
+
+def test_first_token_frequencies_match_decoder_probabilities():
+    gen = tiny_generator()
+    model = gen.model
+    z = torch.randn(1, 4).expand(20000, -1)
+    draws = draw_tokens(model, z, 20000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, _ = model.decoder_step(torch.tensor([model.bos_id]), z[:1], model.decoder_init(z[:1], 1))
+    logits[0, [model.pad_id, model.bos_id]] = float("-inf")
+    probs = torch.softmax(logits[0], -1).double().numpy()
+    counts = np.bincount(draws.tokens[:, 0].numpy(), minlength=len(probs))
+    keep = probs * 20000 >= 5  # chi-square needs expected counts >= 5; pool the rest
+    observed, expected = counts[keep], probs[keep]
+    if (~keep).any() and probs[~keep].sum() > 0:
+        observed, expected = np.append(observed, counts[~keep].sum()), np.append(expected, probs[~keep].sum())
+    expected = expected / expected.sum() * observed.sum()
+    assert chisquare(observed, expected).pvalue > 1e-3
+    assert counts[model.pad_id] == counts[model.bos_id] == 0
+
+
+@pytest.mark.parametrize("kind", ["vae", "lm"])
+def test_nll_equals_teacher_forced_log_likelihood(kind):
+    gen = tiny_generator(kind=kind)
+    model = gen.model
+    z = torch.randn(64, 4) if kind == "vae" else None
+    draws = draw_tokens(model, z, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        log_px = model.log_px_z(draws.tokens, draws.lengths, z).double()
+    assert torch.allclose(-log_px, draws.nll, atol=1e-3)
+
+
+def test_low_temperature_equals_greedy():
+    gen = tiny_generator()
+    z = torch.randn(32, 4)
+    greedy = draw_tokens(gen.model, z, 32, mode="greedy")
+    cold = draw_tokens(gen.model, z, 32, temperature=1e-4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(greedy.tokens, cold.tokens) and torch.equal(greedy.lengths, cold.lengths)
+
+
+def test_greedy_is_deterministic_and_sampling_is_not():
+    gen = tiny_generator()
+    z = torch.randn(256, 4)
+    a = draw_tokens(gen.model, z, 256, generator=torch.Generator().manual_seed(4))
+    b = draw_tokens(gen.model, z, 256, generator=torch.Generator().manual_seed(5))
+    assert not torch.equal(a.tokens[:, :5], b.tokens[:, :5])
+
+
+def test_component_option_draws_only_from_that_component(tmp_path):
+    gen = tiny_generator()
+    rows = gen.sample(200, component=2, seed=0)
+    assert {r["component"] for r in rows} == {2}
+    with pytest.raises(MolgenError, match="component must be in 0..2"):
+        gen.sample(5, component=3)
+
+
+def test_same_seed_gives_identical_csv(tmp_path):
+    gen = tiny_generator("relaxed")
+    gen.write_csv(tmp_path / "a.csv", 300, seed=7, batch_size=64, progress=False)
+    gen.write_csv(tmp_path / "b.csv", 300, seed=7, batch_size=64, progress=False)
+    gen.write_csv(tmp_path / "c.csv", 300, seed=8, batch_size=64, progress=False)
+    a = (tmp_path / "a.csv").read_bytes()
+    assert a == (tmp_path / "b.csv").read_bytes()
+    assert a != (tmp_path / "c.csv").read_bytes()
+
+
+def test_every_row_is_valid_or_marked_invalid(tmp_path):
+    gen = tiny_generator("relaxed")
+    summary = gen.write_csv(tmp_path / "lib.csv", 400, seed=0, batch_size=100, progress=False)
+    rows = list(csv.DictReader((tmp_path / "lib.csv").open()))
+    assert list(rows[0]) == ["SMILES", "valid", "selfies", "nll", "component", "seed"]
+    assert len(rows) == summary["written"] == 400
+    n_invalid = 0
+    for row in rows:
+        if row["valid"] == "true":
+            mol = Chem.MolFromSmiles(row["SMILES"])
+            assert mol is not None and Chem.MolToSmiles(mol) == row["SMILES"]
+        else:
+            assert row["valid"] == "false" and row["SMILES"] == ""
+            n_invalid += 1
+        assert float(row["nll"]) > 0 and row["seed"] == "0"
+    assert n_invalid > 0  # an untrained model under relaxed SELFIES makes invalid molecules
+
+
+def test_valid_only_and_unique_fill_the_requested_count(tmp_path):
+    gen = tiny_generator("relaxed")
+    gen.write_csv(tmp_path / "lib.csv", 100, seed=0, batch_size=64, valid_only=True, unique=True, progress=False)
+    rows = list(csv.DictReader((tmp_path / "lib.csv").open()))
+    assert len(rows) == 100 and all(r["valid"] == "true" for r in rows)
+    assert len({r["SMILES"] for r in rows}) == 100
+
+
+def test_no_partial_file_after_an_error(tmp_path, monkeypatch):
+    gen = tiny_generator()
+    calls = {"n": 0}
+    real = sample_module._decode_rows
+
+    def failing(args):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise RuntimeError("disk full")
+        return real(args)
+
+    monkeypatch.setattr(sample_module, "_decode_rows", failing)
+    monkeypatch.setenv("MOLGEN_WORKERS", "1")
+    with pytest.raises(RuntimeError, match="disk full"):
+        gen.write_csv(tmp_path / "lib.csv", 500, batch_size=50, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_arguments_are_user_errors(tmp_path):
+    gen = tiny_generator()
+    with pytest.raises(MolgenError, match="must be positive"):
+        gen.write_csv(tmp_path / "x.csv", 0)
+    with pytest.raises(MolgenError, match="temperature must be > 0"):
+        gen.sample(3, temperature=0)
+    with pytest.raises(MolgenError, match="does not exist"):
+        gen.write_csv(tmp_path / "missing" / "x.csv", 3)
+
+
+def test_latent_space_api():
+    gen = tiny_generator()
+    mu, resp = gen.encode(["CCO", "c1ccccc1O"])
+    assert mu.shape == (2, 4) and resp.shape == (2, 3)
+    assert torch.allclose(resp.sum(-1), torch.ones(2))
+    assert len(gen.interpolate("CCO", "c1ccccc1O", steps=5)) == 5
+    assert len(gen.neighbours("CCO", n=7)) == 7
+    assert len(gen.decode(torch.zeros(3, 4))) == 3
+    with pytest.raises(MolgenError, match="invalid SMILES"):
+        gen.encode(["C1CC"])

@@ -1,0 +1,93 @@
+"""Model files: weights + vocabulary + plain-type hyper-parameters, loadable with weights_only=True.
+
+``save_model`` writes a small file ``{"format": "molgen-model", "version": 1, "hparams", "vocab",
+"state_dict", "extra"}``; ``load_model`` reads it or a Lightning ``.ckpt`` written by training.
+Nothing is unpickled beyond tensors and plain containers, so no code runs on load.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from molgen.errors import MolgenError
+from molgen.files import atomic_path
+from molgen.model.vae import MoleculeVAE
+from molgen.tokenizer import SelfiesTokenizer
+
+FORMAT = "molgen-model"
+VERSION = 1
+
+
+def save_model(path: str | os.PathLike, model: MoleculeVAE, tokenizer: SelfiesTokenizer, extra: dict | None = None) -> None:
+    """Write weights, vocabulary and hyper-parameters of ``model`` to ``path`` (atomically)."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "hparams": dict(model.hparams_dict),
+        "vocab": tokenizer.to_dict(),
+        "state_dict": state,
+        "extra": dict(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _read(path: Path, map_location: str | torch.device) -> dict:
+    if not path.exists():
+        raise MolgenError(f"{path}: no such model file")
+    if path.is_dir():
+        raise MolgenError(f"{path}: is a folder; give the model file (e.g. {path / 'model.pt'})")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MolgenError(f"{path}: refusing to load: the file holds pickled objects or code ({first[:200]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise MolgenError(f"{path}: not a readable molgen model file (truncated or corrupt: {str(err)[:200]})") from None
+    if not isinstance(data, dict):
+        raise MolgenError(f"{path}: not a molgen model file")
+    return data
+
+
+def _from_lightning(path: Path, data: dict) -> tuple[dict, dict, dict]:
+    hp = data.get("hyper_parameters")
+    if not isinstance(hp, dict) or not isinstance(hp.get("model"), dict) or "vocab" not in hp:
+        raise MolgenError(f"{path}: a Lightning checkpoint, but not one written by molgen train")
+    state = {k[len("model.") :]: v for k, v in data["state_dict"].items() if k.startswith("model.")}
+    return hp["model"], hp["vocab"], state
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[MoleculeVAE, SelfiesTokenizer]:
+    """Load (model in eval mode, tokenizer) from a molgen model file or a training ``.ckpt``."""
+    path = Path(path)
+    data = _read(path, map_location)
+    if data.get("format") == FORMAT:
+        if data.get("version") != VERSION:
+            raise MolgenError(
+                f"{path}: model file version {data.get('version')!r}; this molgen reads version {VERSION}"
+            )
+        hparams, vocab, state = data.get("hparams"), data.get("vocab"), data.get("state_dict")
+    elif "state_dict" in data and "hyper_parameters" in data:
+        hparams, vocab, state = _from_lightning(path, data)
+    else:
+        raise MolgenError(f"{path}: not a molgen model file (no 'format' key and not a Lightning checkpoint)")
+    if not isinstance(hparams, dict) or not isinstance(vocab, dict) or not isinstance(state, dict):
+        raise MolgenError(f"{path}: damaged molgen model file (missing hparams, vocab or weights)")
+    tokenizer = SelfiesTokenizer.from_dict(vocab)
+    try:
+        model = MoleculeVAE(**hparams)
+    except (TypeError, ValueError) as err:
+        raise MolgenError(f"{path}: incompatible model hyper-parameters: {err}") from None
+    if hparams.get("vocab_size") != len(tokenizer):
+        raise MolgenError(f"{path}: vocabulary has {len(tokenizer)} tokens but the model expects {hparams.get('vocab_size')}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise MolgenError(f"{path}: weights do not match the model: {str(err).splitlines()[0][:300]}") from None
+    model.to(map_location).eval()
+    return model, tokenizer

@@ -1,0 +1,116 @@
+"""`molgen train`: train a VAE (or, with --model lm, the language-model baseline) on a SMILES file."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from molgen.config import TrainConfig, apply_overrides, load_config, parse_override
+from molgen.errors import MolgenError
+from molgen.train import train
+
+
+def _devices(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+# CLI flag (argparse dest) -> dotted config key
+FLAG_KEYS = {
+    "data": "data.train",
+    "val": "data.val",
+    "smiles_column": "data.smiles_column",
+    "constraints": "data.constraints",
+    "on_invalid": "data.on_invalid",
+    "batch_size": "data.batch_size",
+    "model": "model.kind",
+    "max_steps": "trainer.max_steps",
+    "max_time": "trainer.max_time",
+    "max_epochs": "trainer.max_epochs",
+    "val_every": "trainer.val_every_steps",
+    "precision": "trainer.precision",
+    "accelerator": "trainer.accelerator",
+    "devices": "trainer.devices",
+    "num_nodes": "trainer.num_nodes",
+    "strategy": "trainer.strategy",
+    "seed": "trainer.seed",
+    "threads": "trainer.threads",
+    "lr": "optim.lr",
+}
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """Register the `train` options (every one also settable in the YAML config)."""
+    io = parser.add_argument_group("data and output")
+    io.add_argument("--data", metavar="FILE", help="training SMILES file (CSV/TSV/.smi, optionally .gz)")
+    io.add_argument("--val", metavar="FILE", help="validation SMILES file (default: hold out data.val_size molecules)")
+    io.add_argument("--out", metavar="DIR", help="run directory (config, metrics.csv, checkpoints, summary.json)")
+    io.add_argument("--config", metavar="YAML", help="config file (e.g. configs/default.yaml); flags override it")
+    io.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
+    io.add_argument("--smiles-column", help="name of the SMILES column (default: auto-detected)")
+    io.add_argument("--constraints", choices=("strict", "relaxed"), help="SELFIES semantic constraints")
+    io.add_argument("--on-invalid", choices=("error", "skip"), help="stop at an invalid row, or skip it")
+    run_group = parser.add_argument_group("training")
+    run_group.add_argument("--model", choices=("vae", "lm"), help="vae (default) or the autoregressive LM baseline")
+    run_group.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (-1: no step limit)")
+    run_group.add_argument("--max-time", metavar="DD:HH:MM:SS", help="wall-clock limit")
+    run_group.add_argument("--max-epochs", type=int, metavar="N")
+    run_group.add_argument("--val-every", type=int, metavar="STEPS", help="validate + checkpoint every STEPS steps")
+    run_group.add_argument("--batch-size", type=int, metavar="N")
+    run_group.add_argument("--lr", type=float)
+    run_group.add_argument("--seed", type=int)
+    run_group.add_argument("--no-restart", action="store_true", help="turn off restarting dead mixture components")
+    run_group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="override any config key, e.g. --set model.latent_dim=32 (repeatable)")  # fmt: skip
+    hw = parser.add_argument_group("hardware")
+    hw.add_argument("--precision", help="Lightning precision: 32-true, bf16-mixed (default), 16-mixed on GPU")
+    hw.add_argument("--accelerator", help="cpu, gpu or auto (default)")
+    hw.add_argument("--devices", type=_devices, help="devices per node: N, -1 or auto")
+    hw.add_argument("--num-nodes", type=int)
+    hw.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (Lightning strategies)")
+    hw.add_argument("--threads", type=int, help="torch threads per process")
+    hw.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Merge defaults, the YAML file (or the resumed run's config.yaml) and command-line flags."""
+    if args.config:
+        config = load_config(args.config)
+    elif args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
+        config = load_config(Path(args.out) / "config.yaml")
+    else:
+        config = TrainConfig()
+    overrides: dict[str, Any] = {}
+    for dest, key in FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            overrides[key] = value
+    if args.out:
+        overrides["out"] = args.out
+    if args.no_restart:
+        overrides["objective.restart_dead_components"] = False
+    if args.no_progress:
+        overrides["trainer.progress_bar"] = False
+    overrides.update(parse_override(text) for text in args.set)
+    return apply_overrides(config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and print where the results are."""
+    config = config_from_args(args)
+    if config.data.train is None:
+        raise MolgenError("give the training data with --data FILE (or data.train in --config)")
+    summary = train(config, resume=args.resume)
+    if _rank_zero():
+        val = summary["val"]
+        diag = summary.get("diagnostics") or {}
+        print(f"step {summary['global_step']}: val ELBO {val.get('elbo', float('nan')):.2f} nats/molecule "
+              f"(rec {val.get('rec', float('nan')):.2f}, KL {val.get('kl', float('nan')):.2f})"
+              + (f", active units {diag['active_units']}/{diag['latent_dim']}, N_eff {diag['n_eff']:.2f}"
+                 if diag.get("active_units") is not None else ""))  # fmt: skip
+        print(f"model: {summary['model_file']}  summary: {Path(config.out) / 'summary.json'}")
+    return 0
+
+
+def _rank_zero() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"

@@ -1,0 +1,251 @@
+"""Typed, validated training configuration: dataclasses <-> YAML, with dotted-key overrides.
+
+Unknown keys and values of the wrong type raise MolgenError naming the key (``model.latent_dim``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from molgen.errors import MolgenError
+from molgen.files import atomic_open
+
+
+@dataclass
+class ModelConfig:
+    """Network sizes; kind="lm" is the decoder alone (the likelihood baseline)."""
+
+    kind: Literal["vae", "lm"] = "vae"
+    emb_dim: int = 128
+    enc_hidden: int = 256
+    enc_layers: int = 1
+    dec_hidden: int = 512
+    dec_layers: int = 1
+    latent_dim: int = 64
+    n_components: int = 10
+    word_dropout: float = 0.0
+    max_len: int | None = None  # token cap incl. <eos>; None: the longest training molecule
+
+
+@dataclass
+class ObjectiveConfig:
+    """ELBO options: KL estimator samples, beta warm-up, free bits, mixture-collapse prevention."""
+
+    kl_samples: int = 8
+    beta: float = 1.0
+    beta_start: float = 0.0
+    beta_warmup_steps: int = 3000
+    free_bits: float = 0.0  # nats per latent dimension (batch level); 0 = off
+    restart_dead_components: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and gradient clipping."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+
+
+@dataclass
+class DataConfig:
+    """Input files and batching."""
+
+    train: str | None = None
+    val: str | None = None  # None: hold out val_size molecules of the training file
+    val_size: int = 2000
+    smiles_column: str | None = None
+    constraints: Literal["strict", "relaxed"] = "strict"
+    on_invalid: Literal["error", "skip"] = "error"
+    cache_dir: str | None = None
+    batch_size: int = 256
+    bucket_batches: int = 50  # batches drawn together, then sorted by length
+    diag_molecules: int = 2000  # validation molecules used for collapse diagnostics
+    num_workers: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings."""
+
+    max_steps: int = 20000
+    max_time: str | None = None  # DD:HH:MM:SS
+    max_epochs: int | None = None
+    val_every_steps: int = 500
+    precision: str = "bf16-mixed"
+    accelerator: str = "auto"
+    devices: Union[int, str] = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    log_every_n_steps: int = 50
+    progress_bar: bool = True
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads per process; None: torch default
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; written to ``<out>/config.yaml``."""
+
+    out: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (YAML/JSON ready)."""
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        """Check value ranges; raise MolgenError naming the key. Returns self."""
+        positive = {
+            "model.emb_dim": self.model.emb_dim, "model.enc_hidden": self.model.enc_hidden,
+            "model.enc_layers": self.model.enc_layers, "model.dec_hidden": self.model.dec_hidden,
+            "model.dec_layers": self.model.dec_layers, "model.latent_dim": self.model.latent_dim,
+            "model.n_components": self.model.n_components, "objective.kl_samples": self.objective.kl_samples,
+            "optim.lr": self.optim.lr, "data.batch_size": self.data.batch_size,
+            "data.bucket_batches": self.data.bucket_batches, "data.diag_molecules": self.data.diag_molecules,
+            "trainer.val_every_steps": self.trainer.val_every_steps, "trainer.num_nodes": self.trainer.num_nodes,
+            "trainer.log_every_n_steps": self.trainer.log_every_n_steps,
+        }  # fmt: skip
+        for key, value in positive.items():
+            if value <= 0:
+                raise MolgenError(f"config {key} must be > 0, got {value}")
+        non_negative = {
+            "objective.beta": self.objective.beta, "objective.beta_start": self.objective.beta_start,
+            "objective.beta_warmup_steps": self.objective.beta_warmup_steps,
+            "objective.free_bits": self.objective.free_bits, "optim.weight_decay": self.optim.weight_decay,
+            "optim.grad_clip": self.optim.grad_clip, "data.val_size": self.data.val_size,
+            "data.num_workers": self.data.num_workers,
+        }  # fmt: skip
+        for key, value in non_negative.items():
+            if value < 0:
+                raise MolgenError(f"config {key} must be >= 0, got {value}")
+        if not 0 <= self.model.word_dropout < 1:
+            raise MolgenError(f"config model.word_dropout must be in [0, 1), got {self.model.word_dropout}")
+        if self.model.max_len is not None and self.model.max_len < 2:
+            raise MolgenError(f"config model.max_len must be >= 2, got {self.model.max_len}")
+        if self.trainer.max_time is not None and not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", self.trainer.max_time):
+            raise MolgenError(f"config trainer.max_time must look like DD:HH:MM:SS, got {self.trainer.max_time!r}")
+        if self.trainer.max_steps <= 0 and self.trainer.max_steps != -1:
+            raise MolgenError("config trainer.max_steps must be > 0 (or -1 for no step limit)")
+        if self.trainer.max_steps == -1 and self.trainer.max_time is None and self.trainer.max_epochs is None:
+            raise MolgenError("config sets no limit: give trainer.max_steps, trainer.max_time or trainer.max_epochs")
+        if isinstance(self.trainer.devices, int) and self.trainer.devices < 1 and self.trainer.devices != -1:
+            raise MolgenError(f"config trainer.devices must be >= 1, -1 or 'auto', got {self.trainer.devices}")
+        if self.trainer.threads is not None and self.trainer.threads < 1:
+            raise MolgenError(f"config trainer.threads must be >= 1, got {self.trainer.threads}")
+        return self
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` checked against type ``tp`` (ints accepted for floats), else raise MolgenError."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except MolgenError:
+                continue
+    elif origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return from_dict(tp, value, key)
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise MolgenError(f"config {key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise MolgenError(f"config {prefix or 'file'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise MolgenError(f"config: unknown key {dotted!r} (known: {', '.join(names)})")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a YAML config file (missing sections take their defaults)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise MolgenError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise MolgenError(f"{path}: not valid YAML: {err}") from None
+    return from_dict(TrainConfig, data or {}).validate()
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """Return a copy with dotted keys set (``{"model.latent_dim": 32}``), validated."""
+    data = config.to_dict()
+    for dotted, value in overrides.items():
+        node = data
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise MolgenError(f"config: unknown key {dotted!r}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise MolgenError(f"config: unknown key {dotted!r}")
+        node[parts[-1]] = value
+    return from_dict(TrainConfig, data).validate()
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"model.latent_dim=32"`` -> ("model.latent_dim", 32); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise MolgenError(f"--set expects KEY=VALUE (e.g. model.latent_dim=32), got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise MolgenError(f"--set {key}: cannot read value {raw!r}") from None
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
+    """Write the config as YAML (atomically)."""
+    with atomic_open(Path(path), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)

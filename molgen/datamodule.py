@@ -1,0 +1,185 @@
+"""LightningDataModule over cached token tensors, with length-bucketed batches sharded per rank."""
+from __future__ import annotations
+
+import functools
+from typing import Iterator, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from molgen.config import DataConfig
+from molgen.data import TokenizedSet, load_tokenized, subset
+from molgen.errors import MolgenError
+from molgen.tokenizer import SelfiesTokenizer
+
+
+def pad_batch(seqs: Sequence[np.ndarray], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id arrays into (tokens LongTensor[B, L], lengths LongTensor[B])."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    tokens = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        tokens[i, : len(s)] = torch.from_numpy(s.astype(np.int64))
+    return tokens, lengths
+
+
+def to_tensors(data: TokenizedSet, index: Sequence[int] | None = None, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, lengths) tensors of the molecules at ``index`` (all when None)."""
+    index = range(len(data)) if index is None else index
+    return pad_batch([data.get(i) for i in index], pad_id)
+
+
+class TokenDataset(Dataset):
+    """Molecule i of a TokenizedSet as an int array (ids then <eos>)."""
+
+    def __init__(self, data: TokenizedSet) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.data.get(i)
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation of range(n) seeded by (seed, epoch); Lightning calls ``set_epoch`` every epoch."""
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation for ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.n))
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length: take ``bucket_batches`` batches' worth of the (shuffled) order, sort
+    them by length, cut into batches, shuffle the batch order; then keep every ``num_replicas``-th
+    batch for this ``rank`` (training: the same number of batches on every rank)."""
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        bucket_batches: int = 50,
+        num_replicas: int = 1,
+        rank: int = 0,
+        even: bool = True,
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.bucket_batches = batch_size, bucket_batches
+        self.num_replicas, self.rank, self.even, self.shuffle = num_replicas, rank, even, shuffle
+        self.sampler = EpochShuffle(len(self.lengths), seed, shuffle)
+
+    def _all_batches(self) -> list[np.ndarray]:
+        order = np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.lengths))
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        span = self.batch_size * self.bucket_batches
+        batches = []
+        for start in range(0, len(order), span):
+            chunk = order[start : start + span]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        rng = np.random.default_rng([self.sampler.seed, self.sampler.epoch, 1])
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _shard(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        if self.even:
+            batches = batches[: len(batches) - len(batches) % self.num_replicas] or batches[:1] * self.num_replicas
+        return batches[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (b.tolist() for b in self._shard(self._all_batches()))
+
+    def __len__(self) -> int:
+        n_batches = -(-len(self.lengths) // self.batch_size)
+        if self.even:
+            return max(1, n_batches // self.num_replicas)
+        return len(range(self.rank, n_batches, self.num_replicas))
+
+
+class MoleculeDataModule(pl.LightningDataModule):
+    """Training and validation molecules as cached id arrays; batches are (tokens[B, L], lengths[B])."""
+
+    def __init__(
+        self,
+        train: TokenizedSet,
+        val: TokenizedSet,
+        batch_size: int = 256,
+        seed: int = 0,
+        bucket_batches: int = 50,
+        diag_molecules: int = 2000,
+        num_workers: int = 0,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train_set, self.val_set = train, val
+        self.batch_size, self.seed, self.bucket_batches = batch_size, seed, bucket_batches
+        self.diag_molecules, self.num_workers, self.pad_id = diag_molecules, num_workers, pad_id
+
+    @classmethod
+    def from_config(
+        cls, cfg: DataConfig, seed: int = 0, tokenizer: SelfiesTokenizer | None = None, max_len: int | None = None
+    ) -> tuple["MoleculeDataModule", SelfiesTokenizer]:
+        """Load (or reuse the cache of) the training file and the validation file or held-out split."""
+        if cfg.train is None:
+            raise MolgenError("no training data: give --data FILE (data.train)")
+        load = dict(smiles_column=cfg.smiles_column, on_invalid=cfg.on_invalid, cache_dir=cfg.cache_dir, max_tokens=max_len)
+        tok, train = load_tokenized(cfg.train, tokenizer, cfg.constraints, **load)
+        if cfg.val is not None:
+            _, val = load_tokenized(cfg.val, tok, **load)
+        else:
+            if len(train) < 2 * cfg.val_size or cfg.val_size == 0:
+                raise MolgenError(
+                    f"{cfg.train}: {len(train)} molecules is too few to hold out data.val_size={cfg.val_size} "
+                    "for validation; give --val FILE or a smaller data.val_size"
+                )
+            perm = np.random.default_rng(seed).permutation(len(train))
+            val, train = subset(train, np.sort(perm[: cfg.val_size])), subset(train, np.sort(perm[cfg.val_size :]))
+        dm = cls(train, val, cfg.batch_size, seed, cfg.bucket_batches, cfg.diag_molecules, cfg.num_workers, tok.pad_id)
+        return dm, tok
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _loader(self, data: TokenizedSet, shuffle: bool) -> DataLoader:
+        world, rank = self._world()
+        sampler = BucketBatchSampler(
+            data.lengths, self.batch_size, self.seed, shuffle, self.bucket_batches, world, rank, even=shuffle
+        )
+        return DataLoader(
+            TokenDataset(data),
+            batch_sampler=sampler,
+            collate_fn=functools.partial(pad_batch, pad_id=self.pad_id),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, length-bucketed training batches (this rank's shard)."""
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches sorted by length (this rank's shard)."""
+        return self._loader(self.val_set, shuffle=False)
+
+    def diagnostic_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``diag_molecules`` validation molecules sorted by length (the same on every rank)."""
+        n = min(self.diag_molecules, len(self.val_set))
+        order = np.argsort(self.val_set.lengths[:n], kind="stable")
+        return to_tensors(self.val_set, order, self.pad_id)

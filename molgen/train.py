@@ -1,0 +1,203 @@
+"""Python API for training: ``train(config) -> summary``; ``molgen train`` is a thin layer over it.
+
+A run directory holds ``config.yaml``, ``metrics.csv``, ``checkpoints/last.ckpt`` and the best
+checkpoint by validation ELBO, ``model.pt`` (final weights, small, weights-only) and ``summary.json``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger
+
+from molgen.checkpoint import load_model, save_model
+from molgen.config import TrainConfig, save_config
+from molgen.datamodule import MoleculeDataModule
+from molgen.errors import MolgenError
+from molgen.files import atomic_open
+from molgen.model.lightning import VAEModule
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
+
+
+class _ValidateAtEnd(Callback):
+    """Stop (and so validate and checkpoint) on the final step, which max_steps alone would skip."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        loop = trainer.fit_loop
+        last_step = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        last_epoch = (
+            trainer.max_epochs is not None
+            and trainer.max_epochs > 0
+            and trainer.current_epoch + 1 >= trainer.max_epochs
+            and loop.epoch_loop.batch_progress.is_last_batch
+        )
+        if last_step or last_epoch:
+            trainer.should_stop = True
+
+
+def _loggers(out: Path) -> list:
+    loggers: list = [CSVLogger(save_dir=str(out), name="", version="")]
+    try:
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        import tensorboard  # noqa: F401  (only to test that it is installed)
+
+        loggers.append(TensorBoardLogger(save_dir=str(out), name="tensorboard", version=""))
+    except ImportError:
+        pass
+    return loggers
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*Experiment logs directory .* exists and is not empty.*",
+        ".*is an invalid version and will not be supported.*",
+        ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def model_hparams(config: TrainConfig, vocab_size: int, max_len: int) -> dict:
+    """Plain-type MoleculeVAE constructor arguments for this config and vocabulary."""
+    m = config.model
+    return dict(
+        vocab_size=vocab_size, pad_id=0, bos_id=1, eos_id=2, max_len=max_len, emb_dim=m.emb_dim,
+        enc_hidden=m.enc_hidden, enc_layers=m.enc_layers, dec_hidden=m.dec_hidden, dec_layers=m.dec_layers,
+        latent_dim=m.latent_dim, n_components=m.n_components, word_dropout=m.word_dropout, kind=m.kind,
+    )  # fmt: skip
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> dict:
+    """Train a model as ``config`` says; return the summary (also written to ``<out>/summary.json``).
+
+    With ``resume=True`` the run continues from ``<out>/checkpoints/last.ckpt`` (same global step,
+    optimizer state and restart count). Under DDP every rank calls this; only rank 0 writes files.
+    """
+    config.validate()
+    if config.out is None:
+        raise MolgenError("no output folder: give --out DIR")
+    out = Path(config.out)
+    last = out / CHECKPOINT_DIR / LAST
+    if resume and not last.is_file():
+        raise MolgenError(f"{out}: nothing to resume ({last} does not exist)")
+    if not resume and last.exists():
+        raise MolgenError(f"{out} already holds a run ({last}); use --resume to continue it or choose another --out")
+    _quiet_lightning()
+    tc = config.trainer
+    if tc.threads is not None:
+        torch.set_num_threads(tc.threads)
+    pl.seed_everything(tc.seed, workers=True, verbose=False)
+
+    tokenizer = load_model(last)[1] if resume else None
+    dm, tokenizer = MoleculeDataModule.from_config(config.data, tc.seed, tokenizer, config.model.max_len)
+    max_len = config.model.max_len or int(max(dm.train_set.lengths.max(), dm.val_set.lengths.max()))
+    hparams = model_hparams(config, len(tokenizer), max_len)
+    module = VAEModule(
+        hparams,
+        tokenizer.to_dict(),
+        config.to_dict()["objective"],
+        config.to_dict()["optim"],
+        seed=tc.seed,
+    )
+
+    checkpoint = ModelCheckpoint(
+        dirpath=str(out / CHECKPOINT_DIR),
+        filename="best-step{step}",
+        monitor="val/elbo",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    cbs: list[Callback] = [checkpoint, _ValidateAtEnd(), *(callbacks or [])]
+    if tc.progress_bar:
+        cbs.append(TQDMProgressBar(refresh_rate=10))
+    trainer = pl.Trainer(
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        num_nodes=tc.num_nodes,
+        strategy=tc.strategy,
+        precision=tc.precision,
+        max_steps=tc.max_steps,
+        max_time=tc.max_time,
+        max_epochs=tc.max_epochs if tc.max_epochs is not None else -1,
+        val_check_interval=tc.val_every_steps,
+        check_val_every_n_epoch=None,
+        log_every_n_steps=tc.log_every_n_steps,
+        gradient_clip_val=config.optim.grad_clip or None,
+        logger=_loggers(out) if _is_rank_zero_env() else False,
+        callbacks=cbs,
+        enable_progress_bar=tc.progress_bar,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(out),
+    )
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+    start = time.perf_counter()
+    start_step = 0
+    if resume:
+        start_step = int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0))
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+    elapsed = time.perf_counter() - start
+    if trainer.interrupted:
+        raise MolgenError(f"training interrupted at step {trainer.global_step}; continue with --resume")
+    summary = _summary(config, trainer, module, checkpoint, elapsed, trainer.global_step - start_step)
+    if trainer.is_global_zero:
+        save_model(out / "model.pt", module.model, tokenizer, extra={"global_step": trainer.global_step, "val": module.last_val})
+        with atomic_open(out / "summary.json", "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=1)
+    return summary
+
+
+def _is_rank_zero_env() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def _summary(
+    config: TrainConfig, trainer: pl.Trainer, module: VAEModule, checkpoint: ModelCheckpoint, elapsed: float, steps: int
+) -> dict:
+    molecules = module.molecules_seen * trainer.world_size  # this rank's count times the number of ranks
+    out = Path(config.out)
+    return {
+        "global_step": int(trainer.global_step),
+        "epoch": int(trainer.current_epoch),
+        "steps_this_run": int(steps),
+        "molecules_this_run": int(molecules),
+        "seconds_this_run": round(elapsed, 1),
+        "molecules_per_second": round(molecules / elapsed, 1) if elapsed > 0 else None,
+        "model_kind": config.model.kind,
+        "parameters": module.model.n_parameters(),
+        "val": module.last_val,
+        "diagnostics": module.last_diagnostics,
+        "component_restarts": module.restarts,
+        "best_checkpoint": checkpoint.best_model_path or None,
+        "best_val_elbo": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "last_checkpoint": str(out / CHECKPOINT_DIR / LAST),
+        "model_file": str(out / "model.pt"),
+        "precision": config.trainer.precision,
+        "world_size": int(trainer.world_size),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
+    }  # fmt: skip

@@ -12,10 +12,10 @@ from molgen.tokenizer import SelfiesTokenizer
 from conftest import SMALL_SMILES
 
 
-def tokenized(tok: SelfiesTokenizer) -> TokenizedSet:
-    ids = [tok.encode(s) for s in SMALL_SMILES]
+def tokenized(tok: SelfiesTokenizer, repeat: int = 1) -> TokenizedSet:
+    ids = [tok.encode(s) for s in SMALL_SMILES] * repeat
     offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
-    return TokenizedSet(np.concatenate(ids).astype(np.int16), offsets, list(SMALL_SMILES), len(ids))
+    return TokenizedSet(np.concatenate(ids).astype(np.int16), offsets, list(SMALL_SMILES) * repeat, len(ids))
 
 
 def known_model(tok: SelfiesTokenizer) -> tuple[MoleculeVAE, torch.Tensor]:
@@ -53,9 +53,10 @@ def test_iwae_bound_does_not_decrease_with_k():
     tok = SelfiesTokenizer.build(SMALL_SMILES)
     torch.manual_seed(1)
     model = MoleculeVAE(vocab_size=len(tok), max_len=60, emb_dim=8, enc_hidden=16, dec_hidden=16, latent_dim=4, n_components=3)
-    report = likelihood_report(model, tokenized(tok), n=8, k=200, ks=(1, 10, 100, 200), progress=False)
-    nll = [report["iwae_curve"][str(k)]["nats_per_molecule"] for k in (1, 10, 100, 200)]
-    assert nll[0] >= nll[1] >= nll[2] >= nll[3] - 1e-9
+    data = tokenized(tok, repeat=40)  # 320 molecules: the mean bound is stable enough to order
+    report = likelihood_report(model, data, n=len(data), k=100, ks=(1, 10, 100), batch_size=160, progress=False)
+    nll = [report["iwae_curve"][str(k)]["nats_per_molecule"] for k in (1, 10, 100)]
+    assert nll[0] > nll[1] > nll[2]
     # the ELBO (averaged over all K draws) is a looser bound than IWAE-K
     assert report["elbo_nll"]["nats_per_molecule"] > report["iwae_nll"]["nats_per_molecule"]
 

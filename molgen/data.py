@@ -24,7 +24,7 @@ RDLogger.DisableLog("rdApp.*")
 
 SMILES_COLUMNS = ("SMILES", "smiles", "Smiles", "canonical_smiles", "CANONICAL_SMILES", "smi", "SMI", "mol", "molecule")
 ON_INVALID = ("error", "skip")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _PARALLEL_MIN_ROWS = 5000
 
 
@@ -49,8 +49,8 @@ def _open_text_lines(path: Path) -> Iterable[tuple[int, str]]:
             for number, line in enumerate(stream, start=1):
                 if b"\x00" in line:
                     raise MolgenError(f"{path}:{number}: binary data (NUL byte); expected a text SMILES file")
-                try:
-                    yield number, line.decode("utf-8").rstrip("\r\n")
+                try:  # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header
+                    yield number, line.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as err:
                     raise MolgenError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         except (OSError, EOFError, zlib.error) as err:
@@ -178,8 +178,9 @@ def _handle_invalid(path: Path, rejects: list[Reject], on_invalid: str, rejects_
         return
     if on_invalid == "error":
         r = rejects[0]
+        where = f"{path}:{r.line}" if r.line > 0 else f"{path}"
         raise MolgenError(
-            f"{path}:{r.line}: invalid molecule {r.smiles!r}: {r.reason} "
+            f"{where}: invalid molecule {r.smiles!r}: {r.reason} "
             f"({len(rejects)} bad row(s); use --on-invalid skip to drop them)"
         )
     if rejects_path is not None:
@@ -212,6 +213,7 @@ class TokenizedSet:
     smiles: list[str] | None = None  # canonical SMILES, same order
     n_rows: int = 0  # rows read, valid or not
     rejects: list[Reject] | None = None
+    lines: np.ndarray | None = None  # int64, the line of each molecule in its file (1-based, header counted)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -273,6 +275,7 @@ def _save_cache(path: Path, tokens: list[str], data: TokenizedSet) -> None:
         "offsets": data.offsets,
         "smiles": _join(data.smiles or []),
         "n_rows": np.array(data.n_rows),
+        "lines": np.asarray(data.lines if data.lines is not None else [], dtype=np.int64),
         "reject_lines": np.array([r.line for r in rejects], dtype=np.int64),
         "reject_smiles": _join([r.smiles for r in rejects]),
         "reject_reasons": _join([r.reason for r in rejects]),
@@ -290,7 +293,8 @@ def _load_cache(path: Path) -> tuple[list[str], TokenizedSet] | None:
                 return None
             lines = z["reject_lines"].tolist()
             rejects = [Reject(*r) for r in zip(lines, _split(z["reject_smiles"]), _split(z["reject_reasons"]))]
-            data = TokenizedSet(z["ids"], z["offsets"], _split(z["smiles"]), int(z["n_rows"]), rejects)
+            lines = z["lines"] if len(z["lines"]) == len(z["offsets"]) - 1 else None
+            data = TokenizedSet(z["ids"], z["offsets"], _split(z["smiles"]), int(z["n_rows"]), rejects, lines)
             return _split(z["tokens"]), data
     except (OSError, ValueError, KeyError, zlib.error):
         return None  # a damaged cache is rebuilt
@@ -336,7 +340,7 @@ def load_tokenized(
             tokens = tokenizer.tokens
         index = {t: i for i, t in enumerate(tokens)}
         eos = SelfiesTokenizer.eos_id
-        id_lists, smiles = [], []
+        id_lists, smiles, lines = [], [], []
         for n, s, c, toks in good:
             unknown = next((t for t in toks if t not in index), None)
             if unknown is not None:
@@ -344,11 +348,12 @@ def load_tokenized(
                 continue
             id_lists.append([index[t] for t in toks] + [eos])
             smiles.append(c)
+            lines.append(n)
         rejects.sort(key=lambda r: r.line)
         lengths = np.array([len(x) for x in id_lists], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         ids = np.fromiter((i for x in id_lists for i in x), dtype=np.int16, count=int(offsets[-1]))
-        data = TokenizedSet(ids, offsets, smiles, len(strings), rejects)
+        data = TokenizedSet(ids, offsets, smiles, len(strings), rejects, np.array(lines, dtype=np.int64))
         _save_cache(cache_file, tokens, data)
     tok = tokenizer or SelfiesTokenizer(tokens, constraints)
     if max_tokens is not None:
@@ -366,10 +371,12 @@ def _apply_length_cap(data: TokenizedSet, max_tokens: int, path: Path) -> Tokeni
     keep = np.flatnonzero(lengths <= max_tokens)
     too_long = np.flatnonzero(lengths > max_tokens)
     smiles = data.smiles or [""] * len(data)
+    lines = data.lines if data.lines is not None else np.full(len(data), -1)
     rejects = list(data.rejects or []) + [
-        Reject(-1, smiles[i], f"{lengths[i]} tokens, longer than the model's cap of {max_tokens}") for i in too_long
+        Reject(int(lines[i]), smiles[i], f"{lengths[i]} tokens, longer than the model's cap of {max_tokens}")
+        for i in too_long
     ]
-    return subset(data, keep, rejects=rejects)
+    return subset(data, keep, rejects=sorted(rejects, key=lambda r: r.line))
 
 
 def subset(data: TokenizedSet, index: Sequence[int] | np.ndarray, rejects: list[Reject] | None = None) -> TokenizedSet:
@@ -380,7 +387,9 @@ def subset(data: TokenizedSet, index: Sequence[int] | np.ndarray, rejects: list[
     positions = np.repeat(data.offsets[index] - offsets[:-1], lengths) + np.arange(offsets[-1])
     ids = data.ids[positions]
     smiles = [data.smiles[i] for i in index] if data.smiles else None
-    return TokenizedSet(ids.astype(np.int16), offsets, smiles, data.n_rows, data.rejects if rejects is None else rejects)
+    lines = data.lines[index] if data.lines is not None else None
+    rejects = data.rejects if rejects is None else rejects
+    return TokenizedSet(ids.astype(np.int16), offsets, smiles, data.n_rows, rejects, lines)
 
 
 def dataset_stats(

@@ -14,11 +14,34 @@ def check_output_path(path: str | os.PathLike) -> Path:
     """Return ``path`` as a Path after checking that its folder exists and is writable."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise MolgenError(f"{path}: is a folder; give a file name")
+    if folder.exists() and not folder.is_dir():
+        raise MolgenError(f"{path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise MolgenError(f"{path}: output folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise MolgenError(f"{path}: output folder {folder} is not writable")
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once at import: os.umask can only be read by setting it
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A new hidden temporary file beside ``path`` with the permissions of a plain ``open`` (mkstemp makes it 0600)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise MolgenError(f"{path}: cannot write in {path.parent}: {err.strerror}") from None
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
 
 
 @contextlib.contextmanager
@@ -28,7 +51,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
     Readers see either the previous file or the complete new one, never a partial file.
     """
     path = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
@@ -45,7 +68,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write with any library; rename it to ``path`` on success."""
     path = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _mkstemp(path)
     os.close(fd)
     try:
         yield Path(tmp)

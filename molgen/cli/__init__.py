@@ -57,11 +57,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MolgenError as err:
-        print(f"molgen {args.verb}: error: {err}", file=sys.stderr)
+        print(f"molgen {args.verb}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"molgen {args.verb}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"molgen {args.verb}: interrupted" + (f": {_one_line(err)}" if str(err) else ""), file=sys.stderr)
         return 130
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (a library's multi-line text joined with ' | ')."""
+    return " | ".join(part.strip() for part in str(err).splitlines() if part.strip())
 
 
 if __name__ == "__main__":

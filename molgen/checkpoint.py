@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -42,13 +41,18 @@ def _read(path: Path, map_location: str | torch.device) -> dict:
         raise MolgenError(f"{path}: no such model file")
     if path.is_dir():
         raise MolgenError(f"{path}: is a folder; give the model file (e.g. {path / 'model.pt'})")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # a torch zip archive, or torch's legacy pickle format
+        raise MolgenError(f"{path}: not a molgen model file ({'empty file' if not head else 'not a PyTorch file'})")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MolgenError(f"{path}: refusing to load: the file holds pickled objects or code ({first[:200]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise MolgenError(f"{path}: not a readable molgen model file (truncated or corrupt: {str(err)[:200]})") from None
+    except Exception as err:  # torch.load raises many types (RuntimeError, EOFError, KeyError, ...) on damaged files
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise MolgenError(f"{path}: not a readable molgen model file (truncated or corrupt: {first})") from None
     if not isinstance(data, dict):
         raise MolgenError(f"{path}: not a molgen model file")
     return data
@@ -58,6 +62,10 @@ def _from_lightning(path: Path, data: dict) -> tuple[dict, dict, dict]:
     hp = data.get("hyper_parameters")
     if not isinstance(hp, dict) or not isinstance(hp.get("model"), dict) or "vocab" not in hp:
         raise MolgenError(f"{path}: a Lightning checkpoint, but not one written by molgen train")
+    molgen = data.get("molgen")
+    version = molgen.get("version", VERSION) if isinstance(molgen, dict) else VERSION
+    if version != VERSION:
+        raise MolgenError(f"{path}: training checkpoint version {version!r}; this molgen reads version {VERSION}")
     state = {k[len("model.") :]: v for k, v in data["state_dict"].items() if k.startswith("model.")}
     return hp["model"], hp["vocab"], state
 

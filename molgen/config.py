@@ -213,9 +213,18 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
             data = yaml.safe_load(handle)
     except FileNotFoundError:
         raise MolgenError(f"{path}: no such config file") from None
+    except OSError as err:
+        raise MolgenError(f"{path}: cannot read config file: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise MolgenError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:
-        raise MolgenError(f"{path}: not valid YAML: {err}") from None
-    return from_dict(TrainConfig, data or {}).validate()
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise MolgenError(f"{path}{where}: not valid YAML: {getattr(err, 'problem', None) or err}") from None
+    try:
+        return from_dict(TrainConfig, data or {}).validate()
+    except MolgenError as err:
+        raise MolgenError(f"{path}: {err}") from None
 
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:

@@ -5,10 +5,13 @@ checkpoint by validation ELBO, ``model.pt`` (final weights, small, weights-only)
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
 import platform
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -16,18 +19,22 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.loggers.logger import rank_zero_experiment
+from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from molgen.checkpoint import load_model, save_model
 from molgen.config import TrainConfig, save_config
 from molgen.datamodule import MoleculeDataModule
 from molgen.errors import MolgenError
-from molgen.files import atomic_open
+from molgen.files import atomic_open, atomic_path
 from molgen.model.lightning import VAEModule
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
+METRICS = "metrics.csv"
 
 
 class _ValidateAtEnd(Callback):
@@ -46,8 +53,122 @@ class _ValidateAtEnd(Callback):
             trainer.should_stop = True
 
 
+class _StopOnInterrupt(Callback):
+    """First Ctrl+C (SIGINT): finish the step, validate, write last.ckpt and stop; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.stopped_at: int | None = None
+        self._previous: Any = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        requested = self.requested
+        if trainer.world_size > 1:  # a signal sent to one rank stops them all at the same step
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+        if requested and self.stopped_at is None:
+            self.stopped_at = trainer.global_step
+            trainer.should_stop = True  # Lightning then validates, and the last-checkpoint callback saves
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+class _ResumableMetrics(Callback):
+    """metrics.csv rows stay one per step across resumes.
+
+    Buffered rows are written with every checkpoint, so a resume finds every step up to it; and the
+    logging step is kept equal to the global step (after a mid-epoch resume Lightning restores it one short).
+    """
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints go to a temporary name beside the target, then are renamed (Lightning's pass through /tmp)."""
+
+    def save_checkpoint(self, checkpoint: dict, path: Any, storage_options: Any = None) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but it continues an existing metrics.csv instead of deleting it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="", encoding="utf-8") as handle:
+                self.metrics_keys = next(csv.reader(handle), [])
+
+
+class _RunCSVLogger(CSVLogger):
+    """CSVLogger writing ``<out>/metrics.csv`` across resumes (rows after the checkpoint are trimmed first)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def _trim_metrics(path: Path, before_step: int) -> None:
+    """Keep the rows of ``path`` logged before ``before_step`` (drops a partial last line); remove it at step 0."""
+    if not path.is_file():
+        return
+    if before_step <= 0:
+        path.unlink()
+        return
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        column = header.index("step") if "step" in header else None
+        rows = [r for r in reader if column is not None and len(r) == len(header) and _step(r[column]) < before_step]
+    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _step(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("inf")
+
+
+def _check_run_folder(out: Path) -> None:
+    """Fail before any work if the run folder cannot be created or written."""
+    if out.exists() and not out.is_dir():
+        raise MolgenError(f"{out}: exists and is not a folder; choose another --out")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MolgenError(f"{out}: cannot create the run folder: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MolgenError(f"{out}: cannot create the run folder: {parent} is not writable")
+
+
 def _loggers(out: Path) -> list:
-    loggers: list = [CSVLogger(save_dir=str(out), name="", version="")]
+    loggers: list = [_RunCSVLogger(save_dir=str(out), name="", version="")]
     try:
         from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -96,6 +217,7 @@ def train(
     if config.out is None:
         raise MolgenError("no output folder: give --out DIR")
     out = Path(config.out)
+    _check_run_folder(out)
     last = out / CHECKPOINT_DIR / LAST
     if resume and not last.is_file():
         raise MolgenError(f"{out}: nothing to resume ({last} does not exist)")
@@ -125,10 +247,15 @@ def train(
         monitor="val/elbo",
         mode="max",
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
     )
-    cbs: list[Callback] = [checkpoint, _ValidateAtEnd(), *(callbacks or [])]
+    # last.ckpt at every validation: save_last=True above would only copy improvements of val/elbo
+    last_checkpoint = ModelCheckpoint(
+        dirpath=str(out / CHECKPOINT_DIR), filename=Path(LAST).stem, save_top_k=1, enable_version_counter=False
+    )
+    interrupt = _StopOnInterrupt()
+    cbs: list[Callback] = [checkpoint, last_checkpoint, _ValidateAtEnd(), _ResumableMetrics(), interrupt,
+                           *(callbacks or [])]  # fmt: skip
     if tc.progress_bar:
         cbs.append(TQDMProgressBar(refresh_rate=10))
     trainer = pl.Trainer(
@@ -151,18 +278,23 @@ def train(
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         default_root_dir=str(out),
+        plugins=[_AtomicCheckpointIO()],
     )
-    if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
     start = time.perf_counter()
     start_step = 0
     if resume:
         start_step = int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0))
+    if trainer.is_global_zero:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise MolgenError(f"{out}: cannot create the run folder: {err.strerror}") from None
+        save_config(config, out / "config.yaml")
+        _trim_metrics(out / METRICS, start_step)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     elapsed = time.perf_counter() - start
-    if trainer.interrupted:
-        raise MolgenError(f"training interrupted at step {trainer.global_step}; continue with --resume")
+    if trainer.interrupted or interrupt.stopped_at is not None:
+        raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; {last} holds it, continue with --resume")
     summary = _summary(config, trainer, module, checkpoint, elapsed, trainer.global_step - start_step)
     if trainer.is_global_zero:
         save_model(out / "model.pt", module.model, tokenizer, extra={"global_step": trainer.global_step, "val": module.last_val})

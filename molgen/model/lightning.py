@@ -8,6 +8,7 @@ import time
 import pytorch_lightning as pl
 import torch
 
+from molgen.errors import MolgenError
 from molgen.model.diagnostics import posterior_statistics, summarize
 from molgen.model.vae import MoleculeVAE
 
@@ -50,6 +51,11 @@ class VAEModule(pl.LightningModule):
         terms = self.model.elbo_terms(
             tokens, lengths, self.objective["kl_samples"], beta, self.objective["free_bits"]
         )
+        if not torch.isfinite(terms["loss"]):
+            raise MolgenError(
+                f"training loss is {terms['loss'].item()} at step {self.global_step}; stopped before the update, "
+                "the last checkpoint is the last good one (lower optim.lr or check the data)"
+            )
         now = time.perf_counter()
         if self._step_time is not None:
             rate = len(lengths) * self.trainer.world_size / max(now - self._step_time, 1e-9)
@@ -143,8 +149,13 @@ class VAEModule(pl.LightningModule):
         self.restarts += len(dead)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the restart count across resumes."""
-        checkpoint["molgen"] = {"restarts": self.restarts}
+        """Keep the restart count across resumes; refuse to write non-finite weights."""
+        from molgen.checkpoint import VERSION
+
+        bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:
+            raise MolgenError(f"weight {bad} is not finite at step {self.global_step}; checkpoint not written")
+        checkpoint["molgen"] = {"restarts": self.restarts, "version": VERSION}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.restarts = int(checkpoint.get("molgen", {}).get("restarts", 0))

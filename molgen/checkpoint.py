@@ -48,8 +48,9 @@ def _read(path: Path, map_location: str | torch.device) -> dict:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MolgenError(f"{path}: refusing to load: the file holds pickled objects or code ({first[:200]})") from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        what = next((line for line in lines if "GLOBAL" in line), lines[0])  # e.g. "... GLOBAL posix.system ..."
+        raise MolgenError(f"{path}: refusing to load: the file holds pickled objects or code ({what[:200]})") from None
     except Exception as err:  # torch.load raises many types (RuntimeError, EOFError, KeyError, ...) on damaged files
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise MolgenError(f"{path}: not a readable molgen model file (truncated or corrupt: {first})") from None

@@ -17,7 +17,7 @@ from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
 from molgen.errors import MolgenError
-from molgen.files import atomic_open, atomic_path
+from molgen.files import atomic_open, atomic_path, check_output_path
 from molgen.tokenizer import SelfiesTokenizer, smiles_to_tokens
 
 RDLogger.DisableLog("rdApp.*")
@@ -174,16 +174,14 @@ def write_rejects(path: str | os.PathLike, rejects: Sequence[Reject]) -> None:
 def _handle_invalid(path: Path, rejects: list[Reject], on_invalid: str, rejects_path: str | os.PathLike | None) -> None:
     if on_invalid not in ON_INVALID:
         raise MolgenError(f"--on-invalid must be one of {', '.join(ON_INVALID)}, not {on_invalid!r}")
-    if not rejects:
-        return
-    if on_invalid == "error":
+    if rejects and on_invalid == "error":
         r = rejects[0]
         where = f"{path}:{r.line}" if r.line > 0 else f"{path}"
         raise MolgenError(
             f"{where}: invalid molecule {r.smiles!r}: {r.reason} "
             f"({len(rejects)} bad row(s); use --on-invalid skip to drop them)"
         )
-    if rejects_path is not None:
+    if rejects_path is not None:  # written even when empty, so no stale list from an earlier run remains
         write_rejects(rejects_path, rejects)
 
 
@@ -194,6 +192,8 @@ def read_smiles(
     rejects_path: str | os.PathLike | None = None,
 ) -> list[str]:
     """Canonical SMILES of every valid row; invalid rows stop with an error or go to the rejects file."""
+    if rejects_path is not None:
+        check_output_path(rejects_path)
     strings, numbers = read_rows(path, smiles_column)
     results = parallel_map(canonical_or_reason, strings, desc="canonicalize")
     rejects = [Reject(n, s, why) for n, s, (c, why) in zip(numbers, strings, results) if c is None]
@@ -317,6 +317,8 @@ def load_tokenized(
     molecules longer than a model's length cap (``<eos>`` included).
     """
     path = Path(path)
+    if rejects_path is not None:
+        check_output_path(rejects_path)
     if tokenizer is not None:
         constraints = tokenizer.constraints
     key = json.dumps(

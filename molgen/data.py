@@ -7,6 +7,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,7 +297,7 @@ def _load_cache(path: Path) -> tuple[list[str], TokenizedSet] | None:
             lines = z["lines"] if len(z["lines"]) == len(z["offsets"]) - 1 else None
             data = TokenizedSet(z["ids"], z["offsets"], _split(z["smiles"]), int(z["n_rows"]), rejects, lines)
             return _split(z["tokens"]), data
-    except (OSError, ValueError, KeyError, zlib.error):
+    except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile):
         return None  # a damaged cache is rebuilt
 
 
@@ -321,9 +322,9 @@ def load_tokenized(
         check_output_path(rejects_path)
     if tokenizer is not None:
         constraints = tokenizer.constraints
-    key = json.dumps(
-        [CACHE_VERSION, file_sha256(path), smiles_column, constraints, tokenizer.tokens if tokenizer else None]
-    )
+    # The constraints are not part of the key: they only change which bond counts selfies accepts,
+    # and every RDKit-valid molecule encodes to the same tokens under strict and relaxed.
+    key = json.dumps([CACHE_VERSION, file_sha256(path), smiles_column, tokenizer.tokens if tokenizer else None])
     cache_file = Path(cache_dir or default_cache_dir()) / f"tok-{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
     cached = _load_cache(cache_file)
     if cached is not None:

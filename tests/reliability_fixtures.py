@@ -32,7 +32,7 @@ def sample_smiles(n: int = 200) -> list[str]:
     return (ROOT / "data" / "sample.csv").read_text().splitlines()[1 : n + 1]
 
 
-def tiny_model(path: Path, max_len: int = 40, seed: int = 0) -> Path:
+def tiny_model(path: Path, max_len: int = 100, seed: int = 0) -> Path:
     """Write a small untrained VAE whose vocabulary covers SMALL_SMILES and ``sample_smiles()`` (no [I])."""
     torch.manual_seed(seed)
     tok = SelfiesTokenizer.build([*SMALL_SMILES, *sample_smiles()])
@@ -70,7 +70,7 @@ def assert_user_error(code: int, err: str, *needles: str) -> str:
 
 def molgen_env(**extra: str) -> dict[str, str]:
     """Environment for ``python -m molgen`` subprocesses: the repository importable, one worker, one thread."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MOLGEN_WORKERS="1", OMP_NUM_THREADS="1", **extra)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MOLGEN_WORKERS": "1", "OMP_NUM_THREADS": "1", **extra}
     env.pop("PYTHONWARNINGS", None)
     return env
 

@@ -26,7 +26,7 @@ from reliability_fixtures import (
     training_file,
 )
 
-LONG_SMILES = "C" * 60  # 61 SELFIES tokens with <eos>
+LONG_SMILES = "C" * 120  # 121 SELFIES tokens with <eos>: over the tiny model's cap of 100
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_molecule_longer_than_the_length_cap(on_invalid, io_dirs, capsys):
     argv = ["evaluate", "--model", inp / "model.pt", "--data", path, "--n", 4, "--k", 2, "--out", report]
     code, _, err = run_cli(capsys, [*argv, "--on-invalid", on_invalid])
     if on_invalid == "error":
-        assert_user_error(code, err, f"{path}:3: invalid molecule", "61 tokens, longer than the model's cap of 40")
+        assert_user_error(code, err, f"{path}:3: invalid molecule", "121 tokens, longer than the model's cap of 100")
         assert list(out.iterdir()) == []
     else:
         assert code == 0, err
@@ -173,9 +173,9 @@ def test_training_data_longer_than_the_configured_cap(tmp_path, capsys):
     lines.insert(4, LONG_SMILES)  # line 5
     path.write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    argv = ["train", "--data", path, "--out", run, "--max-steps", 2, *TINY_TRAIN_FLAGS, "--set", "model.max_len=50"]
+    argv = ["train", "--data", path, "--out", run, "--max-steps", 2, *TINY_TRAIN_FLAGS, "--set", "model.max_len=110"]
     code, _, err = run_cli(capsys, argv)
-    assert_user_error(code, err, f"{path}:5: invalid molecule", "longer than the model's cap of 50")
+    assert_user_error(code, err, f"{path}:5: invalid molecule", "longer than the model's cap of 110")
     assert not run.exists()
 
 

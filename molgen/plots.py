@@ -1,0 +1,77 @@
+"""PNG figures for people: property distributions of a generated set against a reference, and a
+grid of sample molecules (matplotlib's Agg backend; RDKit's grid drawing)."""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from rdkit import Chem  # noqa: E402
+from rdkit.Chem import Draw  # noqa: E402
+
+from molgen.files import atomic_path  # noqa: E402
+
+PROPERTY_LABELS = {
+    "logP": "Crippen logP",
+    "SA": "synthetic accessibility (1 easy - 10 hard)",
+    "QED": "QED",
+    "weight": "molecular weight (Da)",
+    "rings": "rings per molecule",
+    "aromatic_rings": "aromatic rings per molecule",
+    "aromatic_atom_fraction": "aromatic fraction of heavy atoms",
+}
+
+
+def plot_property_distributions(
+    generated: Mapping[str, np.ndarray],
+    reference: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    names: Sequence[str] = ("logP", "SA", "QED", "weight"),
+    labels: tuple[str, str] = ("generated", "test"),
+) -> None:
+    """Overlaid density histograms of each property in ``names``, generated vs reference, as a PNG."""
+    cols = 2
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        gen, ref = np.asarray(generated[name]), np.asarray(reference[name])
+        both = np.concatenate([gen, ref])
+        integer = np.all(both == np.round(both))
+        if integer:
+            bins = np.arange(both.min() - 0.5, both.max() + 1.5)
+        else:
+            low, high = np.percentile(both, [0.5, 99.5]) if len(both) else (0.0, 1.0)
+            bins = np.linspace(low, high if high > low else low + 1, 60)
+        ax.hist(ref, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color="tab:gray", label=labels[1])
+        ax.hist(gen, bins=bins, density=True, histtype="step", linewidth=1.8, color="tab:blue", label=labels[0])
+        ax.set_xlabel(PROPERTY_LABELS.get(name, name))
+        ax.set_ylabel("density")
+        ax.set_title(f"{name}: mean {np.mean(gen):.3g} vs {np.mean(ref):.3g}" if len(gen) else name)
+        ax.legend(frameon=False)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def plot_molecule_grid(
+    smiles: Sequence[str], path: str | os.PathLike, n: int = 24, per_row: int = 6, size: int = 250
+) -> None:
+    """A PNG grid of the first ``n`` parseable molecules of ``smiles``, each labelled with its SMILES."""
+    mols, legends = [], []
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s)
+        if mol is not None:
+            mols.append(mol)
+            legends.append(s if len(s) <= 40 else s[:37] + "...")
+        if len(mols) == n:
+            break
+    image = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(size, size), legends=legends)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")

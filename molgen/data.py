@@ -47,13 +47,16 @@ def _open_text_lines(path: Path) -> Iterable[tuple[int, str]]:
         raw.seek(0)
         stream = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
         try:
-            for number, line in enumerate(stream, start=1):
-                if b"\x00" in line:
-                    raise MolgenError(f"{path}:{number}: binary data (NUL byte); expected a text SMILES file")
-                try:  # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header
-                    yield number, line.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as err:
-                    raise MolgenError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+            number = 0
+            for chunk in stream:
+                for line in chunk.rstrip(b"\r\n").split(b"\r"):  # a lone CR ends a line too (old Mac files)
+                    number += 1
+                    if b"\x00" in line:
+                        raise MolgenError(f"{path}:{number}: binary data (NUL byte); expected a text SMILES file")
+                    try:  # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header
+                        yield number, line.decode("utf-8-sig" if number == 1 else "utf-8")
+                    except UnicodeDecodeError as err:
+                        raise MolgenError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         except (OSError, EOFError, zlib.error) as err:
             raise MolgenError(f"{path}: corrupt or truncated gzip file ({err})") from None
 
@@ -93,7 +96,7 @@ def read_rows(path: str | os.PathLike, smiles_column: str | None = None) -> tupl
     header = None
     for number, line in lines:
         if line.strip():
-            header = next(csv.reader([line], delimiter=delimiter))
+            header = _csv_fields(line, delimiter, path, number)
             break
     if header is None:
         raise MolgenError(f"{path}: empty file")
@@ -111,12 +114,19 @@ def read_rows(path: str | os.PathLike, smiles_column: str | None = None) -> tupl
     for number, line in lines:
         if not line.strip():
             continue
-        fields = next(csv.reader([line], delimiter=delimiter)) if ('"' in line) else line.split(delimiter)
+        fields = _csv_fields(line, delimiter, path, number) if ('"' in line) else line.split(delimiter)
         strings.append(fields[col].strip() if col < len(fields) else "")
         numbers.append(number)
     if not strings:
         raise MolgenError(f"{path}: header only, no rows")
     return strings, numbers
+
+
+def _csv_fields(line: str, delimiter: str, path: Path, number: int) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error as err:
+        raise MolgenError(f"{path}:{number}: cannot read this CSV line ({err})") from None
 
 
 def read_column(path: str | os.PathLike, smiles_column: str | None = None) -> list[str]:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from molgen.checkpoint import save_model
@@ -25,6 +26,15 @@ TINY_TRAIN_FLAGS = [
     "--set", "model.emb_dim=8", "--set", "model.enc_hidden=16", "--set", "model.dec_hidden=16",
     "--set", "model.latent_dim=4", "--set", "model.n_components=2",
 ]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread while a test runs: tiny models are many times faster so on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def sample_smiles(n: int = 200) -> list[str]:

@@ -75,3 +75,47 @@ def plot_molecule_grid(
     image = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(size, size), legends=legends)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+def plot_iwae_curve(curve: Mapping[str, Mapping[str, float]], path: str | os.PathLike) -> None:
+    """-IWAE-K (nats/molecule, mean ± s.e.) against K on a log axis, from ``likelihood_report``."""
+    ks = sorted(int(k) for k in curve)
+    mean = np.array([curve[str(k)]["nats_per_molecule"] for k in ks])
+    se = np.array([curve[str(k)]["se"] for k in ks])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.errorbar(ks, mean, yerr=se, marker="o", capsize=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("importance samples K")
+    ax.set_ylabel("-IWAE bound (nats / molecule)")
+    ax.set_title("IWAE bound on -log p(x): tighter with K")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def plot_mixture_usage(usage: Sequence[float], weights: Sequence[float], path: str | os.PathLike) -> None:
+    """Bar chart of the aggregate posterior's component usage against the prior's mixing weights."""
+    k = np.arange(len(usage))
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(usage) + 2), 3.5))
+    ax.bar(k - 0.2, usage, width=0.4, label="usage ū_k (posterior)")
+    ax.bar(k + 0.2, weights, width=0.4, label="prior weight π_k")
+    ax.axhline(0.1 / len(usage), color="grey", linestyle="--", linewidth=1, label="dead below 0.1/K")
+    ax.set_xlabel("mixture component k")
+    ax.set_xticks(k)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def evaluation_plots(report: Mapping, folder: str | os.PathLike) -> list[str]:
+    """Write the IWAE-vs-K curve and (for a VAE) the mixture-usage chart of an evaluate report."""
+    paths = [os.path.join(folder, "iwae_curve.png")]
+    plot_iwae_curve(report["likelihood"]["iwae_curve"], paths[0])
+    diag = report.get("diagnostics")
+    if diag:
+        paths.append(os.path.join(folder, "mixture_usage.png"))
+        plot_mixture_usage(diag["mixture_usage"], diag["mixture_weights"], paths[1])
+    return paths

@@ -1,6 +1,8 @@
 """`molgen score` against the MOSES reference implementation (`moses.get_all_metrics`).
 
     python benchmarks/moses_reference.py [--n 30000] [--seed 0] [--moses-python /tmp/moses-venv/bin/python]
+    python benchmarks/moses_reference.py --sides moses        # one side now ...
+    python benchmarks/moses_reference.py --reuse              # ... the other later, then the table
 
 Draws N molecules with a fixed seed from the MOSES test split and N from the train split, scores
 each file with `molgen score` (same machine, same run) and with `moses.get_all_metrics(gen,
@@ -30,6 +32,7 @@ import json
 import os
 import platform
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -96,18 +99,34 @@ def worker(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- driver (molgen venv)
 
 
-def _molgen_score(path: Path, out: Path) -> tuple[dict, float]:
+def _timed(command: list[str]) -> dict:
+    """Run a command; its wall time, CPU time (user + system of it and its waited-for descendants), load."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = os.getloadavg()[0]
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "molgen", "score", str(path), "--out", str(out)], check=True, cwd=ROOT)
-    return json.loads(out.read_text()), time.perf_counter() - started
-
-
-def _moses_score(args: argparse.Namespace, path: Path, out: Path) -> tuple[dict, float]:
-    started = time.perf_counter()
-    command = [args.moses_python, str(Path(__file__).resolve()), "--worker", str(path), "--worker-out", str(out),
-               "--moses-reference", args.moses_reference]  # fmt: skip
     subprocess.run(command, check=True, cwd=ROOT)
-    return json.loads(out.read_text()), time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "load_before": load, "load_after": os.getloadavg()[0],
+            "finished": datetime.datetime.now().isoformat(timespec="seconds")}  # fmt: skip
+
+
+def _run_side(args: argparse.Namespace, side: str, path: Path, out: Path) -> dict:
+    """Score ``path`` with molgen or MOSES (or reuse an earlier result): {"result", "timing"}."""
+    timing_path = out.with_suffix(".timing.json")
+    if args.reuse and out.exists() and timing_path.exists():
+        print(f"reusing {out}", flush=True)
+        return {"result": json.loads(out.read_text()), "timing": json.loads(timing_path.read_text())}
+    if side == "molgen":
+        command = [sys.executable, "-m", "molgen", "score", str(path), "--out", str(out)]
+    else:
+        command = [args.moses_python, str(Path(__file__).resolve()), "--worker", str(path), "--worker-out", str(out),
+                   "--moses-reference", args.moses_reference]  # fmt: skip
+    print(f"$ {' '.join(command)}", flush=True)
+    timing = _timed(command)
+    timing_path.write_text(json.dumps(timing, indent=2))
+    return {"result": json.loads(out.read_text()), "timing": timing}
 
 
 def _machine() -> str:
@@ -138,22 +157,25 @@ def driver(args: argparse.Namespace) -> None:
         path.write_text("\n".join(random.Random(args.seed).sample(smiles, args.n)) + "\n")
         samples[split] = path
 
-    if args.warm:
+    sides = args.sides.split(",")
+    if args.warm and "molgen" in sides:
         print("warming molgen's reference cache ...", flush=True)
-        _molgen_score(samples["test"], work / "warmup.json")
-
-    rows, timings, moses_info = [], [], None
+        _run_side(args, "molgen", samples["test"], work / "warmup.molgen.json")
+    runs = {}
     for split, path in samples.items():
-        print(f"== {split} sample: {path}", flush=True)
-        ours, our_seconds = _molgen_score(path, work / f"{split}.molgen.json")
-        theirs, their_seconds = _moses_score(args, path, work / f"{split}.moses.json")
-        moses_info = theirs
-        timings.append((split, our_seconds, their_seconds, theirs["seconds"]))
+        for side in sides:
+            runs[split, side] = _run_side(args, side, path, work / f"{split}.{side}.json")
+    if sorted(sides) != ["molgen", "moses"]:
+        return
+
+    rows = []
+    for split in samples:
+        ours, theirs = runs[split, "molgen"]["result"], runs[split, "moses"]["result"]["metrics"]
         for key in MOSES_KEYS:
-            a, b = ours.get(key), theirs["metrics"].get(key)
+            a, b = ours.get(key), theirs.get(key)
             diff = abs(a - b) if a is not None and b is not None else float("nan")
             rows.append((split, key, a, b, diff))
-
+    moses_info = runs["test", "moses"]["result"]
     ref = reference_stats(DATA / "test.csv.gz")
     with np.load(work / "test.moses.json.fcd.npz") as z:
         fcd_stats = frechet_distance(ref.fcd_mu, ref.fcd_sigma, z["mu"], z["sigma"])
@@ -165,7 +187,7 @@ def driver(args: argparse.Namespace) -> None:
     same = all(moses_info["package_sha256"][n] == _sha256(DATA / f"{n}.csv.gz") for n in ("test", "test_scaffolds", "train"))
     lines.append(f"MOSES wheel data files identical to data/moses (sha256): {same}. "
                  f"FCD between MOSES's shipped test FCD statistics and molgen's cached ones: {fcd_stats:.5f}.")  # fmt: skip
-    ours_v = json.loads((work / "test.molgen.json").read_text())["versions"]
+    ours_v = runs["test", "molgen"]["result"]["versions"]
     lines.append(f"molgen side: rdkit {ours_v['rdkit']}, fcd-torch {ours_v['fcd_torch']}, torch {ours_v['torch']}; "
                  f"MOSES side: rdkit {moses_info['versions']['rdkit']}, numpy {moses_info['versions']['numpy']}.")  # fmt: skip
     lines += ["", "| split | metric | molgen | MOSES | abs diff |", "|---|---|---:|---:|---:|"]
@@ -174,12 +196,20 @@ def driver(args: argparse.Namespace) -> None:
         lines.append(f"| {split} | {key} | {a:.4f} | {b:.4f} | {diff:.5f}{flag} |")
     worst = max(rows, key=lambda r: -1 if r[4] != r[4] else r[4])
     lines += ["", f"Largest difference: {worst[4]:.5f} ({worst[0]} {worst[1]}); tolerance {TOLERANCE}.", ""]
-    lines += ["| sample | molgen score (s) | get_all_metrics call (s) | MOSES process incl. imports (s) | speed-up |",
-              "|---|---:|---:|---:|---:|"]  # fmt: skip
-    for split, ours_s, theirs_s, call_s in timings:
-        lines.append(f"| {split} | {ours_s:.1f} | {call_s:.1f} | {theirs_s:.1f} | {call_s / ours_s:.1f}x |")
-    warm = "warm" if args.warm else "as found"
-    lines += ["", f"molgen timings are whole `molgen score` processes with the reference cache {warm}.", ""]
+    lines += ["| sample | tool | wall (s) | CPU user+sys (s) | load avg at start | finished |",
+              "|---|---|---:|---:|---:|---|"]  # fmt: skip
+    for split in samples:
+        for side, label in (("molgen", "`molgen score` process"), ("moses", "`get_all_metrics` process")):
+            t = runs[split, side]["timing"]
+            lines.append(f"| {split} | {label} | {t['wall_seconds']:.1f} | {t['cpu_seconds']:.1f} | "
+                         f"{t['load_before']:.1f} | {t['finished']} |")  # fmt: skip
+        ours_t, theirs_t = runs[split, "molgen"]["timing"], runs[split, "moses"]["timing"]
+        call = runs[split, "moses"]["result"]["seconds"]
+        lines.append(f"| {split} | speed-up | {theirs_t['wall_seconds'] / ours_t['wall_seconds']:.1f}x | "
+                     f"{theirs_t['cpu_seconds'] / ours_t['cpu_seconds']:.1f}x | | (get_all_metrics call alone {call:.1f} s) |")  # fmt: skip
+    warm = "warm (filled by a run before)" if args.warm else "as found"
+    lines += ["", f"molgen's reference cache was {warm}; MOSES used its shipped statistics. The machine is shared "
+              "with other work: wall times depend on its load (load average given), CPU seconds much less.", ""]  # fmt: skip
     text = "\n".join(lines)
     print(text)
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as handle:
@@ -194,6 +224,8 @@ def main() -> None:
     parser.add_argument("--moses-reference", choices=("package", "files"), default="package")
     parser.add_argument("--work", default="/tmp/molgen-moses-bench", help="folder for samples and reports")
     parser.add_argument("--no-warm", dest="warm", action="store_false", help="do not warm molgen's cache first")
+    parser.add_argument("--sides", default="molgen,moses", help="scorers to run (the table needs both)")
+    parser.add_argument("--reuse", action="store_true", help="reuse results and timings already in --work")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args()

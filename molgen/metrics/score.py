@@ -36,12 +36,12 @@ def _unique_at(canonical: Sequence[str], k: int) -> float:
     return len(set(head)) / len(head) if head else float("nan")
 
 
-def _against(table: MoleculeTable, activations: np.ndarray, ref: ReferenceStats, label: str) -> dict[str, float]:
-    mu, sigma = gaussian(activations) if len(activations) >= 2 else (None, None)
+def _against(table: MoleculeTable, chemnet: tuple | None, ref: ReferenceStats, label: str) -> dict[str, float]:
+    """FCD, SNN, Frag and Scaf of the set against one reference (``chemnet``: the set's mean, covariance)."""
     with bar(len(table), f"SNN/{label}") as progress:
         snn = nearest_similarity(table.fingerprints, ref.fingerprints, progress=progress)
     return {
-        f"FCD/{label}": frechet_distance(mu, sigma, ref.fcd_mu, ref.fcd_sigma) if mu is not None else float("nan"),
+        f"FCD/{label}": frechet_distance(*chemnet, ref.fcd_mu, ref.fcd_sigma) if chemnet else float("nan"),
         f"SNN/{label}": float(snn.mean()) if len(snn) else float("nan"),
         f"Frag/{label}": cosine_similarity(ref.fragments, table.fragments),
         f"Scaf/{label}": cosine_similarity(ref.scaffolds, table.scaffolds),
@@ -95,9 +95,10 @@ def score_set(
         metrics[f"unique@{k}"] = _unique_at(table.smiles, k)
     with bar(len(table), "ChemNet generated") as progress:
         activations = chemnet_activations(table.chemnet_tokens, progress=progress)
-    metrics.update(_against(table, activations, test_ref, "Test"))
+    chemnet = gaussian(activations) if len(activations) >= 2 else None
+    metrics.update(_against(table, chemnet, test_ref, "Test"))
     if scaffold_ref is not None:
-        metrics.update(_against(table, activations, scaffold_ref, "TestSF"))
+        metrics.update(_against(table, chemnet, scaffold_ref, "TestSF"))
     with bar(len(table), "IntDiv") as progress:
         metrics["IntDiv"], metrics["IntDiv2"] = internal_diversity(table.fingerprints, progress=progress)
     metrics["Filters"] = float(table.passes_filters.mean()) if len(table) else float("nan")

@@ -69,16 +69,20 @@ class MixturePrior(nn.Module):
     def restart_components(self, dead: torch.Tensor, new_means: torch.Tensor) -> None:
         """Move dead components to ``new_means`` [len(dead), D] with average weight and scale.
 
-        The restarted components get log-weight log(1/K) (the others keep their relative
-        weights) and the mean log-scale of the live components, so they start competitive.
+        The restarted components get weight 1/K each (the others keep their relative weights)
+        and the mean log-scale of the live components, so they start competitive.
         """
         dead = torch.as_tensor(dead, dtype=torch.long, device=self.means.device)
         if dead.numel() == 0:
             return
         live = torch.ones(self.n_components, dtype=torch.bool, device=dead.device)
         live[dead] = False
-        self.logits.copy_(self.log_weights())
-        self.logits[dead] = -math.log(self.n_components)
+        log_w = self.log_weights()
+        if live.any():  # live components keep their relative weights and share 1 - n_dead / K
+            live_mass = torch.logsumexp(log_w[live], 0)
+            log_w[live] += math.log1p(-dead.numel() / self.n_components) - live_mass
+        log_w[dead] = -math.log(self.n_components)
+        self.logits.copy_(log_w)
         self.means[dead] = new_means.to(self.means)
         scale = self.log_scales[live].mean(0) if live.any() else torch.full_like(self.log_scales[0], math.log(self.init_scale))
         self.log_scales[dead] = scale

@@ -120,11 +120,15 @@ class MoleculeVAE(nn.Module):
 
         KL(q || p) has no closed form for a mixture prior. It is estimated as
         ``-H[q] - E_q[log p(z)]``: the Gaussian entropy of q(z|x) is exact and only the
-        cross-entropy is Monte-Carlo averaged over ``n_samples`` reparameterised draws. The
-        entropy term carries most of the KL's gradient with respect to sigma, so this has far
-        lower variance than the single-sample ``log q(z) - log p(z)`` (DESIGN.md §4), and the extra
-        draws only cost prior log-densities, not decoder passes (the reconstruction uses the first
-        draw). For K = 1 the estimate converges to the closed-form Gaussian KL.
+        cross-entropy is Monte-Carlo averaged over ``n_samples`` reparameterised draws (DESIGN.md
+        §4); the extra draws cost prior log-densities only, not decoder passes (the reconstruction
+        uses the first draw). Unbiased; for K = 1 it converges to the closed-form Gaussian KL.
+        Why the exact entropy: for z = mu + sigma * eps, ``log q(z)`` is ``-sum log sigma -
+        |eps|^2 / 2 + c``, so the naive ``log q(z) - log p(z)`` has the same gradient but adds
+        |eps|^2 / 2 noise (variance D / 2 per draw) to the value. Once posteriors are narrower than
+        the prior (any trained model) that noise dominates and the exact entropy cuts the variance
+        many times (tests/test_model.py); only while q is as wide as p (at initialisation) do the
+        two noises partly cancel and the naive value is the steadier one.
 
         ``loss = -(mean rec - beta * KL term)``. With ``free_bits`` > 0 (nats per dimension,
         batch level) the KL term is ``KL - sum_d KL_d + sum_d max(free_bits, KL_d)`` where

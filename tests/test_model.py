@@ -1,0 +1,353 @@
+"""MoleculeVAE, mixture prior, KL estimator, diagnostics and model files (issue 4)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from molgen.checkpoint import load_model, save_model
+from molgen.errors import MolgenError
+from molgen.model.diagnostics import aggregate_mutual_information, collapse_diagnostics, summarize
+from molgen.model.prior import MixturePrior
+from molgen.model.vae import MoleculeVAE
+from molgen.tokenizer import SelfiesTokenizer
+
+from conftest import SMALL_SMILES
+
+SIZES = dict(emb_dim=16, enc_hidden=24, dec_hidden=32, latent_dim=6, n_components=3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_batch(tok: SelfiesTokenizer, smiles=SMALL_SMILES, extra_pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = [tok.encode(s) for s in smiles]
+    lengths = torch.tensor([len(x) for x in ids])
+    tokens = torch.full((len(ids), int(lengths.max()) + extra_pad), tok.pad_id, dtype=torch.long)
+    for i, x in enumerate(ids):
+        tokens[i, : len(x)] = torch.tensor(x)
+    return tokens, lengths
+
+
+@pytest.fixture
+def tok() -> SelfiesTokenizer:
+    return SelfiesTokenizer.build(SMALL_SMILES)
+
+
+def make_model(tok: SelfiesTokenizer, kind: str = "vae", seed: int = 0, **kw) -> MoleculeVAE:
+    torch.manual_seed(seed)
+    return MoleculeVAE(vocab_size=len(tok), max_len=64, kind=kind, **{**SIZES, **kw}).eval()
+
+
+# ----------------------------------------------------------------------------- encoder / decoder
+
+
+def test_encoder_output_is_unchanged_by_extra_padding(tok):
+    model = make_model(tok)
+    mu, logvar = model.encode(*make_batch(tok))
+    mu_pad, logvar_pad = model.encode(*make_batch(tok, extra_pad=17))
+    torch.testing.assert_close(mu, mu_pad, rtol=0, atol=1e-6)
+    torch.testing.assert_close(logvar, logvar_pad, rtol=0, atol=1e-6)
+    # and each molecule's encoding does not depend on the batch it is in
+    one = model.encode(*make_batch(tok, SMALL_SMILES[2:3]))[0]
+    torch.testing.assert_close(one[0], mu[2], rtol=0, atol=1e-5)
+
+
+def test_log_px_z_is_unchanged_by_extra_padding(tok):
+    model = make_model(tok)
+    z = torch.randn(2, len(SMALL_SMILES), SIZES["latent_dim"])
+    a = model.log_px_z(*make_batch(tok), z)
+    b = model.log_px_z(*make_batch(tok, extra_pad=9), z)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["vae", "lm"])
+def test_log_px_z_equals_the_sum_of_stepwise_decoder_log_probs(tok, kind):
+    model = make_model(tok, kind=kind)
+    tokens, lengths = make_batch(tok)
+    z = torch.randn(len(lengths), SIZES["latent_dim"]) if kind == "vae" else None
+    expected = torch.zeros(len(lengths))
+    with torch.no_grad():
+        h = model.decoder_init(z, len(lengths))
+        prev = torch.full((len(lengths),), tok.bos_id)
+        for t in range(tokens.shape[1]):
+            logits, h = model.decoder_step(prev, z, h)
+            assert logits.dtype == torch.float32 and logits.shape == (len(lengths), len(tok))
+            step = torch.log_softmax(logits, -1).gather(1, tokens[:, t : t + 1]).squeeze(1)
+            expected += torch.where(t < lengths, step, torch.zeros_like(step))
+            prev = tokens[:, t]
+        got = model.log_px_z(tokens, lengths, z)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+def test_log_px_z_with_several_latent_samples_matches_one_at_a_time(tok):
+    model = make_model(tok)
+    tokens, lengths = make_batch(tok)
+    z = torch.randn(3, len(lengths), SIZES["latent_dim"])
+    with torch.no_grad():
+        stacked = model.log_px_z(tokens, lengths, z)
+        single = torch.stack([model.log_px_z(tokens, lengths, z[s]) for s in range(3)])
+    assert stacked.shape == (3, len(lengths))
+    torch.testing.assert_close(stacked, single, rtol=0, atol=1e-5)
+
+
+def test_language_model_has_no_encoder_or_prior_and_ignores_z(tok):
+    model = make_model(tok, kind="lm")
+    assert not hasattr(model, "encoder") and not hasattr(model, "prior")
+    tokens, lengths = make_batch(tok)
+    terms = model.elbo_terms(tokens, lengths)
+    torch.testing.assert_close(terms["elbo"], model.log_px_z(tokens, lengths, None))
+    assert torch.all(terms["kl"] == 0)
+
+
+def test_word_dropout_acts_only_in_training_mode(tok):
+    model = make_model(tok, word_dropout=0.5)
+    tokens, lengths = make_batch(tok)
+    z = torch.randn(len(lengths), SIZES["latent_dim"])
+    with torch.no_grad():
+        a, b = model.log_px_z(tokens, lengths, z), model.log_px_z(tokens, lengths, z)
+        model.train()
+        torch.manual_seed(1)
+        c = model.log_px_z(tokens, lengths, z)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("kind", ["vae", "lm"])
+def test_no_plain_relu_anywhere_in_the_model(tok, kind):
+    model = make_model(tok, kind=kind)
+    relus = [name for name, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.ReLU6, nn.LeakyReLU))]
+    assert relus == []
+    assert any(isinstance(m, nn.GELU) for m in model.modules()) or kind == "lm"
+
+
+def test_hparams_dict_rebuilds_the_same_model(tok):
+    model = make_model(tok)
+    clone = MoleculeVAE(**model.hparams_dict)
+    assert all(isinstance(v, (int, float, str)) for v in model.hparams_dict.values())
+    assert clone.state_dict().keys() == model.state_dict().keys()
+
+
+# ----------------------------------------------------------------------------- mixture prior
+
+
+def test_mixture_log_density_equals_a_handwritten_logsumexp():
+    torch.manual_seed(0)
+    prior = MixturePrior(latent_dim=5, n_components=4)
+    with torch.no_grad():
+        prior.logits.copy_(torch.randn(4))
+        prior.log_scales.copy_(torch.randn(4, 5) * 0.3)
+    z = torch.randn(7, 3, 5, dtype=torch.float64)
+    log_w = torch.log_softmax(prior.logits.double(), -1)
+    terms = []
+    for k in range(4):
+        mu, s = prior.means[k].double(), prior.log_scales[k].double().exp()
+        log_n = (-0.5 * ((z - mu) / s) ** 2 - torch.log(s) - 0.5 * math.log(2 * math.pi)).sum(-1)
+        terms.append(log_w[k] + log_n)
+    expected = torch.logsumexp(torch.stack(terms, -1), -1)
+    got = prior.log_prob(z)
+    assert got.shape == (7, 3)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-4)
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=prior.logits.detach()),
+        torch.distributions.Independent(torch.distributions.Normal(prior.means.detach(), prior.log_scales.detach().exp()), 1),
+    )
+    torch.testing.assert_close(got, reference.log_prob(z.float()), rtol=1e-5, atol=1e-4)
+
+
+def test_responsibilities_are_the_posterior_over_components():
+    torch.manual_seed(0)
+    prior = MixturePrior(3, 4)
+    z = torch.randn(10, 3)
+    r = prior.responsibilities(z)
+    torch.testing.assert_close(r.sum(-1), torch.ones(10))
+    expected = torch.softmax(prior.joint_log_prob(z), -1)
+    torch.testing.assert_close(r, expected)
+
+
+def test_prior_samples_follow_the_generator_and_the_requested_component():
+    prior = MixturePrior(4, 5)
+    z1, k1 = prior.sample(50, generator=torch.Generator().manual_seed(3))
+    z2, k2 = prior.sample(50, generator=torch.Generator().manual_seed(3))
+    assert z1.shape == (50, 4) and k1.shape == (50,)
+    torch.testing.assert_close(z1, z2)
+    assert torch.equal(k1, k2)
+    z, k = prior.sample(1000, component=2, generator=torch.Generator().manual_seed(0))
+    assert torch.all(k == 2)
+    torch.testing.assert_close(z.mean(0), prior.means[2].detach(), atol=0.1, rtol=0)
+
+
+def test_restarting_dead_components_moves_them_and_gives_them_weight():
+    torch.manual_seed(0)
+    prior = MixturePrior(3, 4)
+    with torch.no_grad():
+        prior.logits.copy_(torch.tensor([3.0, 3.0, -20.0, 3.0]))
+    target = torch.tensor([[5.0, -5.0, 1.0]])
+    prior.restart_components(torch.tensor([2]), target)
+    weights = torch.softmax(prior.logits.detach(), -1)
+    assert weights[2].item() == pytest.approx(0.25, abs=1e-6)
+    assert weights[0].item() == pytest.approx(0.25, abs=1e-6)
+    torch.testing.assert_close(prior.means[2].detach(), target[0])
+    torch.testing.assert_close(prior.log_scales[2].detach(), prior.log_scales[[0, 1, 3]].detach().mean(0))
+
+
+# ----------------------------------------------------------------------------- KL estimator
+
+
+def _kl_estimates(model: MoleculeVAE, tokens, lengths, n_samples: int, repeats: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.stack([model.elbo_terms(tokens, lengths, n_samples)["kl"] for _ in range(repeats)])
+
+
+def test_kl_estimator_equals_the_closed_form_for_one_component(tok):
+    model = make_model(tok, n_components=1)
+    with torch.no_grad():
+        model.prior.log_scales.uniform_(-0.7, 0.3)
+    tokens, lengths = make_batch(tok)
+    mu, logvar = model.encode(tokens, lengths)
+    p_mu, p_logvar = model.prior.means[0].detach(), 2 * model.prior.log_scales[0].detach()
+    closed = 0.5 * (p_logvar - logvar + (logvar.exp() + (mu - p_mu) ** 2) / p_logvar.exp() - 1).sum(-1)
+    torch.manual_seed(0)
+    est = _kl_estimates(model, tokens, lengths, n_samples=16, repeats=200)  # [200, B]
+    se = est.std(0) / math.sqrt(est.shape[0])
+    assert torch.all((est.mean(0) - closed).abs() < 4 * se + 1e-3), (est.mean(0), closed, se)
+
+
+def test_kl_estimator_is_unbiased_against_brute_force_for_a_mixture(tok):
+    model = make_model(tok, n_components=4)
+    with torch.no_grad():
+        model.prior.logits.copy_(torch.tensor([0.5, -0.3, 0.0, 1.0]))
+        model.prior.log_scales.uniform_(-0.7, 0.0)
+    tokens, lengths = make_batch(tok)
+    mu, logvar = model.encode(tokens, lengths)
+    q = torch.distributions.Independent(torch.distributions.Normal(mu, (0.5 * logvar).exp()), 1)
+    torch.manual_seed(1)
+    z = q.sample((100_000,))  # naive single-sample estimator, many draws: log q(z) - log p(z)
+    brute = (q.log_prob(z) - model.prior.log_prob(z)).detach()
+    brute_mean, brute_se = brute.mean(0), brute.std(0) / math.sqrt(brute.shape[0])
+    torch.manual_seed(2)
+    est = _kl_estimates(model, tokens, lengths, n_samples=8, repeats=400)
+    est_mean, est_se = est.mean(0), est.std(0) / math.sqrt(est.shape[0])
+    tolerance = 4 * torch.sqrt(brute_se**2 + est_se**2) + 1e-3
+    assert torch.all((est_mean - brute_mean).abs() < tolerance), (est_mean, brute_mean, tolerance)
+
+
+def test_kl_estimator_has_lower_variance_than_naive_draws_for_narrow_posteriors(tok):
+    model = make_model(tok, n_components=4)
+    with torch.no_grad():  # posteriors much narrower than the prior, as after training
+        model.encoder.head[-1].bias[SIZES["latent_dim"] :] -= 5.0
+    tokens, lengths = make_batch(tok)
+    mu, logvar = model.encode(tokens, lengths)
+    q = torch.distributions.Independent(torch.distributions.Normal(mu, (0.5 * logvar).exp()), 1)
+    torch.manual_seed(0)
+    z = q.sample((8 * 300,))
+    naive8 = (q.log_prob(z) - model.prior.log_prob(z)).detach().view(300, 8, -1).mean(1)
+    est = _kl_estimates(model, tokens, lengths, n_samples=8, repeats=300)
+    assert torch.all(est.var(0) < 0.2 * naive8.var(0)), (est.var(0), naive8.var(0))
+
+
+def test_elbo_is_rec_minus_kl_and_the_loss_weights_kl_by_beta(tok):
+    model = make_model(tok)
+    tokens, lengths = make_batch(tok)
+    torch.manual_seed(0)
+    t = model.elbo_terms(tokens, lengths, beta=0.3)
+    torch.testing.assert_close(t["elbo"], t["rec"] - t["kl"])
+    torch.testing.assert_close(t["loss"], -(t["rec"].mean() - 0.3 * t["kl"].mean()))
+
+
+def test_free_bits_stop_the_kl_gradient_of_dimensions_below_the_floor(tok):
+    model = make_model(tok)
+    tokens, lengths = make_batch(tok)
+    torch.manual_seed(0)
+    plain = model.elbo_terms(tokens, lengths, free_bits=0.0)
+    torch.manual_seed(0)
+    floored = model.elbo_terms(tokens, lengths, free_bits=1e3)
+    # far above every dimension's KL: the loss is -rec + (KL - sum_d KL_d) + D * floor
+    assert floored["loss"].item() > plain["loss"].item() + 1e3
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+
+def test_diagnostics_count_active_units_usage_and_dead_components():
+    n, d, k = 400, 5, 4
+    g = torch.Generator().manual_seed(0)
+    mu = torch.zeros(n, d)
+    mu[:, :2] = torch.randn(n, 2, generator=g)  # two dimensions carry information
+    resp = torch.zeros(n, k)
+    resp[torch.arange(n), torch.arange(n) % 3] = 1.0  # components 0-2 used equally, 3 never
+    stats = {"mu": mu, "logvar": torch.full((n, d), -2.0), "z": mu.clone(), "resp": resp,
+             "kl": torch.ones(n), "kl_dim": torch.ones(n, d) / d, "rec": -torch.ones(n), "elbo": -2 * torch.ones(n)}  # fmt: skip
+    diag = summarize(stats, torch.zeros(k))
+    assert diag["active_units"] == 2
+    assert diag["n_eff"] == pytest.approx(3.0, rel=1e-4)
+    assert diag["dead_components"] == [3] and diag["n_dead"] == 1
+    assert diag["mi_x_k"] == pytest.approx(math.log(3), rel=1e-4)  # each molecule is sure of its component
+    assert diag["mixture_usage"][3] == 0.0
+
+
+def test_mutual_information_is_log_n_for_separated_posteriors_and_zero_for_identical_ones():
+    n, d = 200, 4
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(n, d, generator=g) * 100
+    logvar = torch.full((n, d), -4.0)
+    z = mu + torch.randn(n, d, generator=g) * math.exp(-2)
+    assert aggregate_mutual_information(mu, logvar, z) == pytest.approx(math.log(n), abs=1e-3)
+    same = torch.zeros(n, d)
+    assert aggregate_mutual_information(same, torch.zeros(n, d), torch.randn(n, d, generator=g)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_collapse_diagnostics_run_on_a_plain_model_and_tensors(tok):
+    model = make_model(tok).train()
+    batch = make_batch(tok)
+    diag = collapse_diagnostics(model, batch)
+    again = collapse_diagnostics(model, [batch])
+    assert collapse_diagnostics(model, batch, batch_size=3)["n_molecules"] == len(SMALL_SMILES)
+    assert model.training  # mode restored
+    assert diag["n_molecules"] == len(SMALL_SMILES) and len(diag["kl_per_dim"]) == SIZES["latent_dim"]
+    assert len(diag["mixture_usage"]) == SIZES["n_components"] and 1.0 <= diag["n_eff"] <= SIZES["n_components"]
+    assert diag["kl"] == pytest.approx(again["kl"], rel=1e-4)  # same seed, same draws
+    assert collapse_diagnostics(make_model(tok, kind="lm"), batch) == {"kind": "lm"}
+
+
+# ----------------------------------------------------------------------------- model files
+
+
+def test_saved_model_loads_with_identical_outputs(tok, tmp_path):
+    model = make_model(tok)
+    save_model(tmp_path / "model.pt", model, tok, extra={"note": "x"})
+    loaded, tok2 = load_model(tmp_path / "model.pt")
+    assert tok2 == tok and not loaded.training
+    raw = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert raw["format"] == "molgen-model" and raw["version"] == 1 and raw["extra"] == {"note": "x"}
+    tokens, lengths = make_batch(tok)
+    torch.testing.assert_close(loaded.encode(tokens, lengths)[0], model.encode(tokens, lengths)[0])
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "truncated", "pickled_code", "other_dict", "new_version"])
+def test_bad_model_files_are_user_errors(tok, tmp_path, case):
+    path = tmp_path / "model.pt"
+    if case != "missing":
+        save_model(path, make_model(tok), tok)
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "text":
+        path.write_text("SMILES\nCCO\n")
+    elif case == "truncated":
+        path.write_bytes(path.read_bytes()[:300])
+    elif case == "pickled_code":
+        torch.save({"format": "molgen-model", "object": torch.nn.Linear(2, 2)}, path)
+    elif case == "other_dict":
+        torch.save({"weights": torch.zeros(3)}, path)
+    elif case == "new_version":
+        raw = torch.load(path, weights_only=True)
+        torch.save({**raw, "version": 99}, path)
+    with pytest.raises(MolgenError):
+        load_model(path)

@@ -1,0 +1,234 @@
+"""Training with Lightning: config, data batching, overfitting, resume, DDP, run folder (issue 4)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from molgen.checkpoint import load_model
+from molgen.cli import build_parser, main
+from molgen.cli.train import config_from_args
+from molgen.config import TrainConfig, apply_overrides, load_config
+from molgen.datamodule import BucketBatchSampler, to_tensors
+from molgen.data import load_tokenized
+from molgen.errors import MolgenError
+from molgen.train import train
+
+from conftest import ROOT
+
+TINY = [
+    "--batch-size", "16", "--threads", "1", "--no-progress", "--precision", "32-true",
+    "--set", "data.val_size=32", "--set", "data.diag_molecules=32", "--set", "trainer.log_every_n_steps=1",
+    "--set", "model.emb_dim=8", "--set", "model.enc_hidden=16", "--set", "model.dec_hidden=16",
+    "--set", "model.latent_dim=4", "--set", "model.n_components=3",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def smiles_file(path: Path, n: int, start: int = 0) -> Path:
+    rows = (ROOT / "data" / "sample.csv").read_text().splitlines()[1 + start : 1 + start + n]
+    path.write_text("\n".join(["SMILES", *rows]) + "\n")
+    return path
+
+
+def config_for(tmp_path: Path, *flags, n: int = 160) -> TrainConfig:
+    data = smiles_file(tmp_path / "train.csv", n)
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY, *map(str, flags)]
+    return config_from_args(build_parser().parse_args(argv))
+
+
+def ckpt_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_config_with_an_unknown_key_fails_naming_the_key(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  latent_dims: 32\n")
+    with pytest.raises(MolgenError, match="model.latent_dims"):
+        load_config(path)
+    assert main(["train", "--config", str(path), "--data", "x.csv", "--out", str(tmp_path / "r")]) == 2
+    assert "model.latent_dims" in capsys.readouterr().err
+    with pytest.raises(MolgenError, match="optim.learning_rate"):
+        apply_overrides(TrainConfig(), {"optim.learning_rate": 1e-3})
+
+
+@pytest.mark.parametrize(
+    "key, value", [("model.latent_dim", "64"), ("model.latent_dim", 1.5), ("objective.restart_dead_components", 1),
+                   ("model.kind", "transformer"), ("data.batch_size", 0), ("trainer.max_time", "2h")],
+)  # fmt: skip
+def test_config_values_of_the_wrong_type_or_range_are_rejected_naming_the_key(key, value):
+    with pytest.raises(MolgenError, match=key.replace(".", r"\.")):
+        apply_overrides(TrainConfig(), {key: value})
+
+
+def test_shipped_configs_load_and_default_yaml_equals_the_builtin_defaults():
+    assert load_config(ROOT / "configs" / "default.yaml") == TrainConfig()
+    lm = load_config(ROOT / "configs" / "lm.yaml")
+    assert lm.model.kind == "lm" and lm.model.dec_hidden == TrainConfig().model.dec_hidden
+
+
+def test_cli_flags_override_the_config_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  latent_dim: 8\ntrainer:\n  max_steps: 7\n")
+    args = build_parser().parse_args(
+        ["train", "--config", str(path), "--data", "d.csv", "--out", "o", "--max-steps", "9", "--devices", "2",
+         "--strategy", "ddp", "--model", "lm", "--no-restart", "--set", "optim.lr=0.01"]
+    )  # fmt: skip
+    c = config_from_args(args)
+    assert (c.model.latent_dim, c.trainer.max_steps, c.trainer.devices, c.trainer.strategy) == (8, 9, 2, "ddp")
+    assert c.model.kind == "lm" and c.objective.restart_dead_components is False and c.optim.lr == 0.01
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+def test_bucketed_batches_cover_every_molecule_once_with_little_padding():
+    lengths = np.random.default_rng(0).integers(10, 60, size=1000)
+    sampler = BucketBatchSampler(lengths, batch_size=32, seed=0, bucket_batches=10)
+    batches = list(sampler)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000)) and len(batches) == len(sampler)
+    def padding(batches) -> float:
+        return sum(len(b) * lengths[b].max() - lengths[b].sum() for b in batches) / lengths.sum()
+
+    unbucketed = [np.arange(i, min(i + 32, 1000)) for i in range(0, 1000, 32)]
+    assert padding(batches) < 0.1 and padding(batches) < 0.2 * padding(unbucketed)
+    sampler.sampler.set_epoch(1)
+    assert [list(b) for b in sampler] != [list(b) for b in batches]  # a new order every epoch
+
+
+def test_ranks_get_disjoint_shards_with_the_same_number_of_batches():
+    lengths = np.random.default_rng(0).integers(10, 60, size=1000)
+    shards = [list(BucketBatchSampler(lengths, 32, seed=3, num_replicas=3, rank=r)) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1
+    seen = [i for s in shards for b in s for i in b]
+    assert len(seen) == len(set(seen))
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+@pytest.mark.slow
+def test_a_tiny_model_overfits_64_molecules(tmp_path):
+    data = smiles_file(tmp_path / "train.csv", 64)
+    config = apply_overrides(
+        TrainConfig(),
+        {"out": str(tmp_path / "run"), "data.train": str(data), "data.val": str(data), "data.batch_size": 64,
+         "data.diag_molecules": 64, "model.emb_dim": 32, "model.enc_hidden": 64, "model.dec_hidden": 128,
+         "model.latent_dim": 16, "model.n_components": 4, "optim.lr": 3e-3, "objective.beta": 0.5,
+         "objective.beta_warmup_steps": 100, "trainer.max_steps": 250, "trainer.val_every_steps": 125,
+         "trainer.precision": "32-true", "trainer.progress_bar": False, "trainer.threads": 1},
+    )  # fmt: skip
+    tok, ts = load_tokenized(data)
+    summary = train(config)
+    assert summary["global_step"] == 250
+    tokens, lengths = to_tensors(ts)
+    torch.manual_seed(0)
+    untrained = load_model(tmp_path / "run" / "model.pt")[0]
+    untrained.load_state_dict(type(untrained)(**untrained.hparams_dict).state_dict())
+    elbo_start = untrained.eval().elbo_terms(tokens, lengths)["elbo"].mean().item()
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    acc, _ = model.reconstruction_accuracy(tokens, lengths)
+    assert summary["val"]["elbo"] > elbo_start + 60, (elbo_start, summary["val"])  # about -120 -> -20 nats
+    assert acc.mean().item() > 0.95 and summary["val"]["token_acc"] > 0.95
+
+
+class _CrashAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_after_a_crash_reaches_the_same_global_step(tmp_path):
+    config = config_for(tmp_path, "--max-steps", 10, "--val-every", 4)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(config, callbacks=[_CrashAt(6)])
+    assert ckpt_step(last) == 4
+    summary = train(config, resume=True)
+    assert summary["global_step"] == 10 and summary["steps_this_run"] == 6
+    assert ckpt_step(last) == 10
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.csv", "summary.json", "model.pt"):
+        assert (run / name).is_file(), name
+    assert load_config(run / "config.yaml") == config
+    # the training checkpoint and the small model file hold the same final weights
+    from_ckpt, tok1 = load_model(last)
+    from_file, tok2 = load_model(run / "model.pt")
+    assert tok1 == tok2
+    for (name, a), b in zip(from_ckpt.state_dict().items(), from_file.state_dict().values()):
+        assert torch.equal(a, b), name
+    raw = torch.load(last, map_location="cpu", weights_only=True)
+    assert raw["hyper_parameters"]["model"] == from_file.hparams_dict
+
+
+def test_language_model_baseline_trains_and_reports_exact_log_likelihood(tmp_path):
+    summary = train(config_for(tmp_path, "--model", "lm", "--max-steps", 3, "--val-every", 3))
+    assert summary["global_step"] == 3 and summary["model_kind"] == "lm"
+    assert summary["val"]["kl"] == 0 and summary["val"]["elbo"] < 0 and summary["diagnostics"] == {}
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    assert model.kind == "lm"
+
+
+class _KillComponent(Callback):
+    """Starve mixture component 0 before training so that it is dead at the first validation."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        with torch.no_grad():
+            pl_module.model.prior.logits[0] = -30.0
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_dead_mixture_components_are_restarted_unless_switched_off(tmp_path, restart):
+    flags = ["--max-steps", 2, "--val-every", 2] + ([] if restart else ["--no-restart"])
+    summary = train(config_for(tmp_path, *flags), callbacks=[_KillComponent()])
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    weight0 = torch.softmax(model.prior.logits, -1)[0].item()
+    assert 0 in summary["diagnostics"]["dead_components"]  # measured before the restart
+    if restart:
+        assert summary["component_restarts"] >= 1 and weight0 > 0.2
+    else:
+        assert summary["component_restarts"] == 0 and weight0 < 1e-6
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp_fit_on_tiny_data(tmp_path):
+    config = config_for(tmp_path, "--max-steps", 4, "--val-every", 2, "--devices", 2, "--strategy", "ddp",
+                        "--accelerator", "cpu")  # fmt: skip
+    script = tmp_path / "ddp_train.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from molgen.config import from_dict, TrainConfig
+        from molgen.train import train
+        config = from_dict(TrainConfig, json.loads({json.dumps(json.dumps(config.to_dict()))}))
+        summary = train(config)
+        print("RANK_DONE", summary["world_size"], summary["global_step"])
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = [line for line in result.stdout.splitlines() if line.startswith("RANK_DONE")]
+    assert done and all(line == "RANK_DONE 2 4" for line in done)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 4
+    assert ckpt_step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 4

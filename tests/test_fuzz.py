@@ -27,7 +27,11 @@ from reliability_fixtures import one_torch_thread  # noqa: F401  (autouse fixtur
 
 EXAMPLES = int(os.environ.get("MOLGEN_FUZZ_EXAMPLES", "200"))  # raise it for a longer hunt
 FUZZ = settings(
-    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=EXAMPLES,
+    deadline=None,  # a shared 2-core machine makes timings meaningless
+    database=None,
+    print_blob=True,  # a failure prints the @reproduce_failure line to replay it
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
 SMILES_ALPHABET = "CNOSPFIBrcnos()[]=#@+-\\/%0123456789.*:Hl ,\t\"'\r"

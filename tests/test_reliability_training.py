@@ -73,7 +73,7 @@ def _wait_for(predicate, process, timeout: float = 120.0) -> None:
 
 # 160 training molecules in batches of 16: 10 steps an epoch; validating every 7 steps puts the
 # checkpoints in the middle of epochs, the hard case for resuming.
-SLOW_RUN = ["--max-steps", 150, "--val-every", 7, *TINY_TRAIN_FLAGS]
+SLOW_RUN = ["--max-steps", 80, "--val-every", 7, *TINY_TRAIN_FLAGS]
 
 
 @pytest.mark.slow
@@ -87,18 +87,18 @@ def test_sigkill_then_resume_reaches_the_final_step_with_every_step_logged_once(
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     killed_at = _ckpt_step(last)  # the file is whole: written under a temporary name, then renamed
-    assert 0 < killed_at < 150
+    assert 0 < killed_at < 80
     assert not (run / "summary.json").exists()
 
     resumed = molgen_process(["train", "--out", run, "--resume", "--no-progress"], cwd=tmp_path)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
-    assert "step 150:" in out
+    assert "step 80:" in out
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["global_step"] == 150
-    assert summary["steps_this_run"] == 150 - killed_at
-    assert _ckpt_step(last) == 150
-    assert_one_row_per_step(run, 150)
+    assert summary["global_step"] == 80
+    assert summary["steps_this_run"] == 80 - killed_at
+    assert _ckpt_step(last) == 80
+    assert_one_row_per_step(run, 80)
 
 
 @pytest.mark.slow

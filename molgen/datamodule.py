@@ -82,6 +82,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.batch_size, self.bucket_batches = batch_size, bucket_batches
         self.num_replicas, self.rank, self.even, self.shuffle = num_replicas, rank, even, shuffle
         self.sampler = EpochShuffle(len(self.lengths), seed, shuffle)
+        self.skip: tuple[int, int] | None = None  # (epoch, batches): resume in the middle of that epoch
 
     def _all_batches(self) -> list[np.ndarray]:
         order = np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.lengths))
@@ -103,7 +104,11 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return (b.tolist() for b in self._shard(self._all_batches()))
+        batches = self._shard(self._all_batches())
+        if self.skip is not None and self.skip[0] == self.sampler.epoch:
+            batches = batches[self.skip[1] :]
+        self.skip = None
+        return (b.tolist() for b in batches)
 
     def __len__(self) -> int:
         n_batches = -(-len(self.lengths) // self.batch_size)
@@ -130,6 +135,7 @@ class MoleculeDataModule(pl.LightningDataModule):
         self.train_set, self.val_set = train, val
         self.batch_size, self.seed, self.bucket_batches = batch_size, seed, bucket_batches
         self.diag_molecules, self.num_workers, self.pad_id = diag_molecules, num_workers, pad_id
+        self._resume_at: tuple[int, int] | None = None
 
     @classmethod
     def from_config(
@@ -172,7 +178,21 @@ class MoleculeDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, length-bucketed training batches (this rank's shard)."""
-        return self._loader(self.train_set, shuffle=True)
+        loader = self._loader(self.train_set, shuffle=True)
+        loader.batch_sampler.skip, self._resume_at = self._resume_at, None
+        return loader
+
+    def state_dict(self) -> dict:
+        """Epoch and batches done in it, saved in checkpoints so a resume continues the same epoch order."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        return {"epoch": trainer.current_epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.completed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Skip the batches of the checkpoint's epoch that were already trained on."""
+        if state.get("batches_done"):
+            self._resume_at = (int(state["epoch"]), int(state["batches_done"]))
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches sorted by length (this rank's shard)."""

@@ -188,6 +188,7 @@ def _quiet_lightning() -> None:
         ".*Checkpoint directory .* exists and is not empty.*",
         ".*Experiment logs directory .* exists and is not empty.*",
         ".*is an invalid version and will not be supported.*",
+        ".*your dataloader is not resumable.*",  # MoleculeDataModule.state_dict resumes the epoch's batch order
         ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)

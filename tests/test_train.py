@@ -46,6 +46,7 @@ def smiles_file(path: Path, n: int, start: int = 0) -> Path:
 
 
 def config_for(tmp_path: Path, *flags, n: int = 160) -> TrainConfig:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     data = smiles_file(tmp_path / "train.csv", n)
     argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY, *map(str, flags)]
     return config_from_args(build_parser().parse_args(argv))
@@ -180,6 +181,29 @@ def test_resume_after_a_crash_reaches_the_same_global_step(tmp_path):
         assert torch.equal(a, b), name
     raw = torch.load(last, map_location="cpu", weights_only=True)
     assert raw["hyper_parameters"]["model"] == from_file.hparams_dict
+
+
+class _RecordBatches(Callback):
+    def __init__(self) -> None:
+        self.seen: dict[int, list] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        tokens, lengths = batch
+        self.seen[trainer.global_step] = [tuple(t[:n].tolist()) for t, n in zip(tokens, lengths)]
+
+
+def test_resume_in_mid_epoch_continues_with_the_batches_not_yet_seen(tmp_path):
+    # 128 training molecules in batches of 16: 8 steps an epoch; the crash comes after the step-6 checkpoint
+    flags = ["--max-steps", 12, "--val-every", 3]
+    whole = _RecordBatches()
+    train(config_for(tmp_path / "a", *flags), callbacks=[whole])
+    before, after = _RecordBatches(), _RecordBatches()
+    config = config_for(tmp_path / "b", *flags)
+    with pytest.raises(RuntimeError):
+        train(config, callbacks=[before, _CrashAt(7)])
+    train(config, resume=True, callbacks=[after])
+    assert sorted(after.seen) == list(range(6, 12))
+    assert all(after.seen[step] == whole.seen[step] for step in range(6, 12))
 
 
 def test_language_model_baseline_trains_and_reports_exact_log_likelihood(tmp_path):

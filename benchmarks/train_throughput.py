@@ -3,8 +3,12 @@
 Times full optimizer steps (forward, KL estimator, backward, clipping, AdamW) on length-bucketed
 batches of the first --rows molecules, the way `molgen train` builds them, and prints the machine.
 
-    .venv/bin/python benchmarks/train_throughput.py --rows 50000 --steps 40
-    .venv/bin/python benchmarks/train_throughput.py --set model.dec_hidden=384 --precision bf16-mixed
+    PYTHONPATH=. .venv/bin/python benchmarks/train_throughput.py --rows 50000 --steps 4 --warmup 1 --threads 1
+    PYTHONPATH=. .venv/bin/python benchmarks/train_throughput.py --rows 50000 --steps 4 --warmup 1 --threads 1 \
+        --set model.dec_hidden=384 --set model.enc_hidden=192 --precision bf16-mixed
+
+On a shared machine wall-clock rates depend on the load; "mol per CPU-second" (process CPU time,
+best with --threads 1, since idle OpenMP threads spin) is the steadier figure.
 """
 from __future__ import annotations
 

@@ -116,14 +116,23 @@ class Generator:
         self.is_vae = model.kind == "vae"
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, precision: str = "32") -> "Generator":
-        """Load a checkpoint (default: the shipped MOSES model in ``checkpoints/``)."""
+    def load(
+        cls, path: str | os.PathLike | None = None, precision: str = "32", constraints: str | None = None
+    ) -> "Generator":
+        """Load a checkpoint (default: the shipped MOSES model in ``checkpoints/``).
+
+        ``constraints`` overrides the SELFIES constraints saved with the model. Training never
+        depends on them (valid molecules tokenize identically), so one set of weights can be
+        decoded both ways: this is how strict and relaxed are compared at equal compute.
+        """
         from molgen.checkpoint import load_model
 
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if not path.exists():
             raise MolgenError(f"{path}: no such checkpoint")
         model, tokenizer = load_model(path)
+        if constraints is not None:
+            tokenizer = SelfiesTokenizer(tokenizer.tokens, constraints)
         return cls(model, tokenizer, precision)
 
     # ------------------------------------------------------------------ sampling

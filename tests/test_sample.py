@@ -154,3 +154,16 @@ def test_latent_space_api():
     assert len(gen.decode(torch.zeros(3, 4))) == 3
     with pytest.raises(MolgenError, match="invalid SMILES"):
         gen.encode(["C1CC"])
+
+
+def test_constraints_override_decodes_the_same_weights_relaxed(tmp_path):
+    from molgen.checkpoint import save_model
+
+    gen = tiny_generator("strict")
+    save_model(tmp_path / "m.pt", gen.model, gen.tokenizer)
+    strict = Generator.load(tmp_path / "m.pt")
+    relaxed = Generator.load(tmp_path / "m.pt", constraints="relaxed")
+    assert strict.tokenizer.constraints == "strict" and relaxed.tokenizer.constraints == "relaxed"
+    a, b = strict.sample(300, seed=1), relaxed.sample(300, seed=1)
+    assert [r["selfies"] for r in a] == [r["selfies"] for r in b]  # same draws, decoded two ways
+    assert sum(r["valid"] for r in b) < sum(r["valid"] for r in a)

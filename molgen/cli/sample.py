@@ -20,6 +20,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--component", type=int, default=None, help="draw z from this mixture component only")
     parser.add_argument("--unique", action="store_true", help="drop repeated molecules, keep drawing until n")
     parser.add_argument("--valid-only", action="store_true", help="drop invalid molecules, keep drawing until n")
+    parser.add_argument("--constraints", choices=("strict", "relaxed"), default=None,
+                        help="decode with these SELFIES constraints instead of the model's saved setting")
     parser.add_argument("--precision", choices=("32", "bf16"), default="32", help="network precision on CPU")
 
 
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n <= 0:
         raise MolgenError(f"-n must be a positive number of molecules, not {args.n}")
-    generator = Generator.load(args.model, precision=args.precision)
+    generator = Generator.load(args.model, precision=args.precision, constraints=args.constraints)
     summary = generator.write_csv(
         args.out, args.n, temperature=args.temperature, mode=args.mode, component=args.component,
         seed=args.seed, batch_size=args.batch_size, unique=args.unique, valid_only=args.valid_only,

@@ -5,6 +5,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny test models run faster on one thread, and the suite must stay fast on a shared 2-core machine.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample.csv"

@@ -16,10 +16,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job on bundled defaults.
+N ?= 30000
+
+# The main job on bundled defaults: sample a library from the shipped model and score it.
 run: install
-	$(VENV)/bin/molgen data stats data/sample.csv
-	$(VENV)/bin/molgen data roundtrip data/sample.csv
+	mkdir -p $(OUT)
+	$(VENV)/bin/molgen sample -n $(N) --seed 0 --out $(OUT)/samples.csv
+	$(VENV)/bin/molgen score $(OUT)/samples.csv --n $(N) --out $(OUT)/score.json --plots $(OUT)/plots
 
 test: install
 	$(PY) -m pytest -q

@@ -1,0 +1,41 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from molgen.data import TokenizedSet
+from molgen.model.prior_fit import fit_diagonal_gmm, refit_prior
+from molgen.model.vae import MoleculeVAE
+from molgen.tokenizer import SelfiesTokenizer
+
+from conftest import SMALL_SMILES
+
+
+def test_em_recovers_separated_clusters():
+    gen = torch.Generator().manual_seed(0)
+    means = torch.tensor([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    scales = torch.tensor([[1.0, 0.5], [0.5, 1.0], [0.7, 0.7]])
+    counts = [2000, 1000, 1000]
+    z = torch.cat([m + s * torch.randn(c, 2, generator=gen) for m, s, c in zip(means, scales, counts)])
+    fit = fit_diagonal_gmm(z, 3, seed=1)
+    order = torch.argsort(fit["means"][:, 0] * 10 + fit["means"][:, 1])  # (0,0), (0,6), (6,0)
+    assert torch.allclose(fit["means"][order], means[[0, 2, 1]].double(), atol=0.1)
+    assert torch.allclose(torch.exp(fit["log_scales"][order]), scales[[0, 2, 1]].double(), atol=0.08)
+    assert torch.allclose(torch.exp(fit["log_weights"][order]), torch.tensor([0.5, 0.25, 0.25]).double(), atol=0.02)
+
+
+def test_refit_raises_the_prior_likelihood_of_encodings_and_spreads_usage():
+    torch.manual_seed(0)
+    tok = SelfiesTokenizer.build(SMALL_SMILES)
+    ids = [tok.encode(s) for s in SMALL_SMILES] * 25
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
+    data = TokenizedSet(np.concatenate(ids).astype(np.int16), offsets, None, len(ids))
+    model = MoleculeVAE(vocab_size=len(tok), max_len=60, emb_dim=8, enc_hidden=16, dec_hidden=16, latent_dim=4, n_components=4)
+    with torch.no_grad():  # a collapsed prior: one component holds all the weight
+        model.prior.logits.copy_(torch.tensor([10.0, -10.0, -10.0, -10.0]))
+        model.prior.means.add_(5.0)
+    report = refit_prior(model, data, n=200, seed=0)
+    assert report["log_pz_after"] > report["log_pz_before"]
+    weights = torch.softmax(model.prior.logits.detach(), -1)
+    assert math.exp(-(weights * weights.log()).sum()) > 1.5  # more than one component in use

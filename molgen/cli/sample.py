@@ -20,6 +20,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--component", type=int, default=None, help="draw z from this mixture component only")
     parser.add_argument("--unique", action="store_true", help="drop repeated molecules, keep drawing until n")
     parser.add_argument("--valid-only", action="store_true", help="drop invalid molecules, keep drawing until n")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the network (default 1: SELFIES decoding runs in parallel worker processes)")
     parser.add_argument("--constraints", choices=("strict", "relaxed"), default=None,
                         help="decode with these SELFIES constraints instead of the model's saved setting")
     parser.add_argument("--precision", choices=("32", "bf16"), default="32", help="network precision on CPU")
@@ -31,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n <= 0:
         raise MolgenError(f"-n must be a positive number of molecules, not {args.n}")
+    if args.threads <= 0:
+        raise MolgenError(f"--threads must be positive, not {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
     generator = Generator.load(args.model, precision=args.precision, constraints=args.constraints)
     summary = generator.write_csv(
         args.out, args.n, temperature=args.temperature, mode=args.mode, component=args.component,

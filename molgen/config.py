@@ -44,7 +44,11 @@ class ObjectiveConfig:
     beta_start: float = 0.0
     beta_warmup_steps: int = 3000
     free_bits: float = 0.0  # nats per latent dimension (batch level); 0 = off
-    restart_dead_components: bool = True
+    restart_dead_components: bool = True  # the switch for all of mixture-collapse prevention (--no-restart)
+    restart_every_steps: int = 50  # check the EMA of batch usage every N steps; 0 = at validation only
+    restart_mode: Literal["split", "poor"] = "split"  # split the most used component | move to poorly fit x
+    mixture_weights: Literal["learned", "uniform"] = "learned"  # uniform: pi_k = 1/K, not trained
+    usage_bonus: float = 0.0  # weight of -H(batch usage) in the loss, annealed to 0 over the beta warm-up
 
 
 @dataclass
@@ -125,7 +129,8 @@ class TrainConfig:
         non_negative = {
             "objective.beta": self.objective.beta, "objective.beta_start": self.objective.beta_start,
             "objective.beta_warmup_steps": self.objective.beta_warmup_steps,
-            "objective.free_bits": self.objective.free_bits, "optim.weight_decay": self.optim.weight_decay,
+            "objective.free_bits": self.objective.free_bits, "objective.usage_bonus": self.objective.usage_bonus,
+            "objective.restart_every_steps": self.objective.restart_every_steps, "optim.weight_decay": self.optim.weight_decay,
             "optim.grad_clip": self.optim.grad_clip, "data.val_size": self.data.val_size,
             "data.num_workers": self.data.num_workers,
         }  # fmt: skip

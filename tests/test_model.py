@@ -198,6 +198,47 @@ def test_restarting_dead_components_moves_them_and_gives_them_weight():
     torch.testing.assert_close(prior.log_scales[2].detach(), prior.log_scales[[0, 1, 3]].detach().mean(0))
 
 
+def test_splitting_gives_a_dead_component_half_of_the_most_used_one():
+    torch.manual_seed(0)
+    prior = MixturePrior(3, 4)
+    with torch.no_grad():
+        prior.logits.copy_(torch.log(torch.tensor([0.1, 0.6, 1e-9, 0.3])))
+    before_mean, before_scale = prior.means[1].detach().clone(), prior.log_scales[1].detach().clone()
+    parents = prior.split_components(torch.tensor([2]), torch.tensor([0.1, 0.6, 0.0, 0.3]))
+    weights = torch.softmax(prior.logits.detach(), -1)
+    assert parents == [1]
+    torch.testing.assert_close(weights, torch.tensor([0.1, 0.3, 0.3, 0.3]), atol=1e-6, rtol=0)
+    torch.testing.assert_close((prior.means[1] + prior.means[2]).detach() / 2, before_mean)
+    assert not torch.equal(prior.means[1].detach(), prior.means[2].detach())
+    torch.testing.assert_close(prior.log_scales[2].detach(), before_scale)
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_a_split_dead_component_recovers_its_usage_on_a_two_cluster_toy(split):
+    torch.manual_seed(0)
+    centre = torch.tensor([2.0, 0.0])
+    z = torch.cat([torch.randn(500, 2) * 0.3 + centre, torch.randn(500, 2) * 0.3 - centre])
+    prior = MixturePrior(2, 2)
+    with torch.no_grad():  # component 1 is dead: far away and without weight; component 0 covers both clusters
+        prior.means.copy_(torch.tensor([[0.0, 0.0], [50.0, 50.0]]))
+        prior.log_scales.fill_(math.log(2.0))
+        prior.logits.copy_(torch.tensor([0.0, -30.0]))
+    usage = prior.responsibilities(z).mean(0)
+    assert usage[1] < 1e-6
+    if split:
+        prior.split_components(torch.tensor([1]), usage, generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.Adam(prior.parameters(), lr=0.05)
+    for _ in range(300):
+        optimizer.zero_grad()
+        (-prior.log_prob(z).mean()).backward()
+        optimizer.step()
+    usage = prior.responsibilities(z).mean(0).detach()
+    if split:  # each half takes one cluster
+        assert usage.min() > 0.4
+    else:  # gradient descent alone never revives it
+        assert usage[1] < 1e-3
+
+
 # ----------------------------------------------------------------------------- KL estimator
 
 

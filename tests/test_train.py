@@ -235,6 +235,22 @@ def test_dead_mixture_components_are_restarted_unless_switched_off(tmp_path, res
         assert summary["component_restarts"] == 0 and weight0 < 1e-6
 
 
+def test_a_dead_component_is_restarted_during_training_from_the_batch_usage(tmp_path):
+    # component 0 starts dead; the check every step splits a live component before any validation
+    flags = ["--max-steps", 2, "--val-every", 2, "--set", "objective.restart_every_steps=1"]
+    summary = train(config_for(tmp_path, *flags), callbacks=[_KillComponent()])
+    assert summary["component_restarts"] >= 1
+    assert 0 not in summary["diagnostics"]["dead_components"]  # usage recovered by the first validation
+    assert summary["diagnostics"]["mixture_usage"][0] > 0.1 / 3
+
+
+def test_uniform_mixing_weights_stay_uniform_and_untrained(tmp_path):
+    summary = train(config_for(tmp_path, "--max-steps", 3, "--val-every", 3, "--set", "objective.mixture_weights=uniform"))
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    torch.testing.assert_close(torch.softmax(model.prior.logits, -1), torch.full((3,), 1 / 3))
+    assert summary["global_step"] == 3
+
+
 @pytest.mark.slow
 def test_two_process_cpu_ddp_fit_on_tiny_data(tmp_path):
     config = config_for(tmp_path, "--max-steps", 4, "--val-every", 2, "--devices", 2, "--strategy", "ddp",

@@ -59,7 +59,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--batch-size", type=int, metavar="N")
     run_group.add_argument("--lr", type=float)
     run_group.add_argument("--seed", type=int)
-    run_group.add_argument("--no-restart", action="store_true", help="turn off restarting dead mixture components")
+    run_group.add_argument("--no-restart", action="store_true", help="turn off mixture-collapse prevention (restarts of dead components)")
     run_group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                            help="override any config key, e.g. --set model.latent_dim=32 (repeatable)")  # fmt: skip
     hw = parser.add_argument_group("hardware")

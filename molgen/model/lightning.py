@@ -13,6 +13,8 @@ from molgen.model.diagnostics import posterior_statistics, summarize
 from molgen.model.vae import MoleculeVAE
 
 VAL_KEYS = ("elbo", "rec", "kl", "tokens", "token_acc", "exact", "n")
+OBJECTIVE_DEFAULTS = {"restart_every_steps": 0, "restart_mode": "poor", "mixture_weights": "learned", "usage_bonus": 0.0}
+USAGE_EMA_DECAY = 0.9  # the usage estimate behind in-training restarts averages about the last 10 batches
 
 
 class VAEModule(pl.LightningModule):
@@ -22,7 +24,16 @@ class VAEModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = MoleculeVAE(**model)
-        self.objective, self.optim = objective, optim
+        self.objective = {**OBJECTIVE_DEFAULTS, **objective}  # checkpoints of older runs lack the newer keys
+        self.optim = optim
+        if self.objective["mixture_weights"] == "uniform" and self.model.kind == "vae":
+            with torch.no_grad():
+                self.model.prior.logits.zero_()
+            self.model.prior.logits.requires_grad_(False)
+        k = self.model.prior.n_components if self.model.kind == "vae" else 1
+        self.register_buffer("usage_ema", torch.full((k,), 1.0 / k), persistent=False)
+        self._last_batch: dict[str, torch.Tensor] = {}
+        self._usage_fresh = True
         self.last_val: dict = {}
         self.last_diagnostics: dict = {}
         self.restarts = 0
@@ -51,6 +62,18 @@ class VAEModule(pl.LightningModule):
         terms = self.model.elbo_terms(
             tokens, lengths, self.objective["kl_samples"], beta, self.objective["free_bits"]
         )
+        loss = terms["loss"]
+        if self.model.kind == "vae":
+            usage = terms["resp"].float().mean(0)  # [K] this batch's mixture usage
+            bonus = self.usage_bonus_at(self.global_step)
+            if bonus > 0:
+                loss = loss - bonus * -(usage * torch.log(usage.clamp_min(1e-12))).sum()
+            if self._usage_fresh:  # the first batch (and the first after a restart) sets the estimate
+                self.usage_ema.copy_(usage.detach())
+                self._usage_fresh = False
+            else:
+                self.usage_ema.mul_(USAGE_EMA_DECAY).add_((1 - USAGE_EMA_DECAY) * usage.detach())
+            self._last_batch = {"elbo": terms["elbo"].detach().float(), "mu": terms["mu"].float()}
         if not torch.isfinite(terms["loss"]):
             raise MolgenError(
                 f"training loss is {terms['loss'].item()} at step {self.global_step}; stopped before the update, "
@@ -67,7 +90,25 @@ class VAEModule(pl.LightningModule):
         self.log("train/rec", terms["rec"].mean(), **log)
         self.log("train/kl", terms["kl"].mean(), prog_bar=True, **log)
         self.log("train/beta", beta, **log)
-        return terms["loss"]
+        return loss
+
+    def usage_bonus_at(self, step: int) -> float:
+        """Weight of the usage-entropy bonus at ``step``: usage_bonus, falling linearly to 0 over the beta warm-up."""
+        bonus = float(self.objective["usage_bonus"])
+        warmup = self.objective["beta_warmup_steps"]
+        return bonus * max(0.0, 1.0 - step / warmup) if warmup > 0 else 0.0
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """Every restart_every_steps steps, restart components whose usage EMA is below 0.1 / K."""
+        every = self.objective["restart_every_steps"]
+        if self.model.kind != "vae" or not self.objective["restart_dead_components"] or every <= 0:
+            return
+        if self.global_step % every != 0 or not self._last_batch:
+            return
+        usage = self.trainer.strategy.reduce(self.usage_ema.clone(), reduce_op="mean")
+        dead = torch.nonzero(usage < 0.1 / len(usage)).flatten().cpu().tolist()
+        if dead:
+            self._restart_dead(dead, {k: v.cpu() for k, v in self._last_batch.items()}, usage.cpu())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW with the configured learning rate and weight decay."""
@@ -120,23 +161,31 @@ class VAEModule(pl.LightningModule):
             self.log(f"diag/{key}", float(diag[key]), sync_dist=False)
         fitting = self.trainer.state.fn == "fit"
         if fitting and self.objective["restart_dead_components"] and diag["n_dead"] > 0:
-            self._restart_dead(diag["dead_components"], stats)
+            self._restart_dead(diag["dead_components"], stats, torch.tensor(diag["mixture_usage"]))
         self.log("diag/restarts", float(self.restarts), sync_dist=False)
 
     @torch.no_grad()
-    def _restart_dead(self, dead: list[int], stats: dict[str, torch.Tensor]) -> None:
-        """Move dead components onto posterior means of poorly fit molecules (the worst 10% by ELBO).
+    def _restart_dead(self, dead: list[int], stats: dict[str, torch.Tensor], usage: torch.Tensor) -> None:
+        """Restart dead components: split the most used ones (restart_mode "split") or move them onto
+        posterior means of poorly fit molecules (the worst 10% by ELBO, restart_mode "poor").
 
         Every rank computes the same choice (same weights, data and seed); rank 0's parameters are
         broadcast anyway so the replicas cannot drift. The optimizer moments of the moved rows are reset.
         """
         prior = self.model.prior
         generator = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
-        n_poor = max(len(dead), len(stats["elbo"]) // 10)
-        poor = torch.argsort(stats["elbo"])[:n_poor]
-        chosen = poor[torch.randperm(n_poor, generator=generator)[: len(dead)]]
         dead_t = torch.tensor(dead, dtype=torch.long)
-        prior.restart_components(dead_t, stats["mu"][chosen])
+        moved = dead_t
+        if self.objective["restart_mode"] == "split":
+            parents = prior.split_components(dead_t, usage, generator=generator)
+            moved = torch.cat([dead_t, torch.tensor(parents, dtype=torch.long)]).unique()
+        else:
+            n_poor = min(len(stats["elbo"]), max(len(dead), len(stats["elbo"]) // 10))
+            poor = torch.argsort(stats["elbo"])[:n_poor]
+            chosen = poor[torch.randperm(n_poor, generator=generator)[: len(dead)]]
+            chosen = chosen[torch.arange(len(dead)) % len(chosen)]
+            prior.restart_components(dead_t, stats["mu"][chosen])
+        self._usage_fresh = True
         for param in prior.parameters():
             param.data.copy_(self.trainer.strategy.broadcast(param.data.clone(), src=0))
         optimizer = self.trainer.optimizers[0] if self.trainer.optimizers else None
@@ -145,7 +194,7 @@ class VAEModule(pl.LightningModule):
                 state = optimizer.state.get(param, {})
                 for key in ("exp_avg", "exp_avg_sq"):
                     if key in state:
-                        state[key][dead_t.to(state[key].device)] = 0.0
+                        state[key][moved.to(state[key].device)] = 0.0
         self.restarts += len(dead)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

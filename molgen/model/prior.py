@@ -86,3 +86,37 @@ class MixturePrior(nn.Module):
         self.means[dead] = new_means.to(self.means)
         scale = self.log_scales[live].mean(0) if live.any() else torch.full_like(self.log_scales[0], math.log(self.init_scale))
         self.log_scales[dead] = scale
+
+    @torch.no_grad()
+    def split_components(
+        self, dead: torch.Tensor, usage: torch.Tensor, jitter: float = 0.1, generator: torch.Generator | None = None
+    ) -> list[int]:
+        """Restart each dead component as one half of the most used live component; returns the parents.
+
+        The parent's weight is shared equally between the two halves (the rest of the mixture is
+        unchanged), the child copies the parent's scales and the two means are pushed apart by
+        +-``jitter`` parent standard deviations along a random sign direction, so both halves start
+        with half of the parent's responsibilities and gradient descent separates them. ``usage``
+        [K] is the current usage estimate (the parent's share is halved after each split).
+        """
+        usage = torch.as_tensor(usage, dtype=torch.float32).clone().cpu()
+        dead_list = [int(k) for k in torch.as_tensor(dead).flatten().tolist()]
+        usage[dead_list] = -1.0
+        log_w = self.log_weights()
+        parents = []
+        for k in dead_list:
+            parent = int(torch.argmax(usage))
+            parents.append(parent)
+            usage[parent] /= 2
+            usage[k] = usage[parent]
+            log_w[parent] -= math.log(2.0)
+            log_w[k] = log_w[parent]
+            sign = torch.randint(0, 2, (self.latent_dim,), generator=generator).float() * 2 - 1
+            step = jitter * torch.exp(self.log_scales[parent].float()) * sign.to(self.means.device)
+            centre = self.means[parent].clone()
+            self.means[k] = centre + step
+            self.means[parent] = centre - step
+            self.log_scales[k] = self.log_scales[parent]
+        if self.logits.requires_grad:  # uniform (frozen) mixing weights stay uniform
+            self.logits.copy_(log_w)
+        return parents

@@ -116,7 +116,8 @@ class MoleculeVAE(nn.Module):
         beta: float = 1.0,
         free_bits: float = 0.0,
     ) -> dict[str, torch.Tensor]:
-        """Per-molecule ``rec``, ``kl``, ``elbo`` (at beta = 1, nats) [B] and the scalar training ``loss``.
+        """Per-molecule ``rec``, ``kl``, ``elbo`` (at beta = 1, nats) [B], the scalar training ``loss``,
+        the responsibilities ``resp`` [B, K] (p(k|z) averaged over the draws) and ``mu`` [B, D] (detached).
 
         KL(q || p) has no closed form for a mixture prior. It is estimated as
         ``-H[q] - E_q[log p(z)]``: the Gaussian entropy of q(z|x) is exact and only the
@@ -142,14 +143,16 @@ class MoleculeVAE(nn.Module):
         mu, logvar = self.encode(tokens, lengths)
         z = mu + torch.exp(0.5 * logvar) * torch.randn((n_samples, *mu.shape), device=mu.device)
         entropy_d = gaussian_entropy(logvar)  # [B, D]
-        kl = -entropy_d.sum(-1) - self.prior.log_prob(z).mean(0)
+        joint = self.prior.joint_log_prob(z)  # [S, B, K]
+        kl = -entropy_d.sum(-1) - torch.logsumexp(joint, dim=-1).mean(0)
         rec = self.log_px_z(tokens, lengths, z[0])
         kl_term = kl.mean()
         if free_bits > 0:
             kl_d = (-entropy_d - self.prior.marginal_log_prob(z).mean(0)).mean(0)  # [D]
             kl_term = kl_term - kl_d.sum() + kl_d.clamp(min=free_bits).sum()
         loss = -(rec.mean() - beta * kl_term)
-        return {"rec": rec, "kl": kl, "elbo": rec - kl, "loss": loss}
+        resp = torch.softmax(joint, dim=-1).mean(0)  # p(k | z) averaged over the draws [B, K]
+        return {"rec": rec, "kl": kl, "elbo": rec - kl, "loss": loss, "resp": resp, "mu": mu.detach()}
 
     @torch.no_grad()
     def reconstruction_accuracy(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -323,8 +323,8 @@ def load_tokenized(
 ) -> tuple[SelfiesTokenizer, TokenizedSet]:
     """Read, canonicalize and tokenize a SMILES file, building the vocabulary unless one is given.
 
-    Results are cached (keyed by the file's sha256, the column, the constraints and the
-    vocabulary), so the second load of a large file takes seconds. ``max_tokens`` rejects
+    Results are cached once per file (keyed by its sha256 and the column, holding the file's own
+    vocabulary; a given vocabulary is applied by remapping ids), so later loads take seconds. ``max_tokens`` rejects
     molecules longer than a model's length cap (``<eos>`` included).
     """
     path = Path(path)
@@ -332,9 +332,11 @@ def load_tokenized(
         check_output_path(rejects_path)
     if tokenizer is not None:
         constraints = tokenizer.constraints
-    # The constraints are not part of the key: they only change which bond counts selfies accepts,
-    # and every RDKit-valid molecule encodes to the same tokens under strict and relaxed.
-    key = json.dumps([CACHE_VERSION, file_sha256(path), smiles_column, tokenizer.tokens if tokenizer else None])
+    # One cache per file, holding the file's own vocabulary; a given vocabulary is applied by
+    # remapping ids below. The constraints are not part of the key: they only change which bond
+    # counts selfies accepts, and every RDKit-valid molecule encodes to the same tokens under both.
+    # (The trailing null is the vocabulary slot of the version-2 key, kept so caches stay valid.)
+    key = json.dumps([CACHE_VERSION, file_sha256(path), smiles_column, None])
     cache_file = Path(cache_dir or default_cache_dir()) / f"tok-{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
     cached = _load_cache(cache_file)
     if cached is not None:
@@ -344,30 +346,21 @@ def load_tokenized(
         results = parallel_map(_tokenize_one, [(s, constraints) for s in strings], desc=f"tokenize {path.name}")
         rejects = [Reject(n, s, str(t)) for n, s, (c, t) in zip(numbers, strings, results) if c is None]
         good = [(n, s, c, t) for n, s, (c, t) in zip(numbers, strings, results) if c is not None]
-        if tokenizer is None:
-            vocab: set[str] = set()
-            for _, _, _, t in good:
-                vocab.update(t)
-            tokens = SelfiesTokenizer.from_token_set(vocab, constraints).tokens
-        else:
-            tokens = tokenizer.tokens
+        vocab: set[str] = set()
+        for _, _, _, t in good:
+            vocab.update(t)
+        tokens = SelfiesTokenizer.from_token_set(vocab, constraints).tokens
         index = {t: i for i, t in enumerate(tokens)}
         eos = SelfiesTokenizer.eos_id
-        id_lists, smiles, lines = [], [], []
-        for n, s, c, toks in good:
-            unknown = next((t for t in toks if t not in index), None)
-            if unknown is not None:
-                rejects.append(Reject(n, s, f"unknown SELFIES token {unknown} (not in the vocabulary)"))
-                continue
-            id_lists.append([index[t] for t in toks] + [eos])
-            smiles.append(c)
-            lines.append(n)
-        rejects.sort(key=lambda r: r.line)
+        id_lists = [[index[t] for t in toks] + [eos] for _, _, _, toks in good]
         lengths = np.array([len(x) for x in id_lists], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         ids = np.fromiter((i for x in id_lists for i in x), dtype=np.int16, count=int(offsets[-1]))
-        data = TokenizedSet(ids, offsets, smiles, len(strings), rejects, np.array(lines, dtype=np.int64))
+        lines = np.array([n for n, _, _, _ in good], dtype=np.int64)
+        data = TokenizedSet(ids, offsets, [c for _, _, c, _ in good], len(strings), rejects, lines)
         _save_cache(cache_file, tokens, data)
+    if tokenizer is not None and tokens != tokenizer.tokens:
+        data = _remap(data, tokens, tokenizer)
     tok = tokenizer or SelfiesTokenizer(tokens, constraints)
     if max_tokens is not None:
         data = _apply_length_cap(data, max_tokens, path)
@@ -375,6 +368,27 @@ def load_tokenized(
     if len(data) == 0:
         raise MolgenError(f"{path}: no valid molecules")
     return tok, data
+
+
+def _remap(data: TokenizedSet, tokens: list[str], tokenizer: SelfiesTokenizer) -> TokenizedSet:
+    """Express ``data`` (ids over ``tokens``) in ``tokenizer``'s ids; molecules with unknown tokens become rejects."""
+    lut = np.array([tokenizer.index.get(t, -1) for t in tokens], dtype=np.int64)
+    mapped = lut[data.ids.astype(np.int64)]
+    bad = np.flatnonzero(mapped < 0)
+    owner = np.searchsorted(data.offsets, bad, side="right") - 1  # molecule of each unknown position
+    first_bad = {}
+    for pos, mol in zip(bad.tolist(), owner.tolist()):
+        first_bad.setdefault(mol, pos)
+    lines = data.lines if data.lines is not None else np.full(len(data), -1, dtype=np.int64)
+    smiles = data.smiles or [""] * len(data)
+    rejects = list(data.rejects or []) + [
+        Reject(int(lines[m]), smiles[m], f"unknown SELFIES token {tokens[data.ids[p]]} (not in the vocabulary)")
+        for m, p in first_bad.items()
+    ]
+    rejects.sort(key=lambda r: r.line)
+    keep = np.setdiff1d(np.arange(len(data)), np.fromiter(first_bad, dtype=np.int64, count=len(first_bad)))
+    remapped = TokenizedSet(mapped.astype(np.int16), data.offsets, data.smiles, data.n_rows, rejects, data.lines)
+    return subset(remapped, keep, rejects=rejects)
 
 
 def _apply_length_cap(data: TokenizedSet, max_tokens: int, path: Path) -> TokenizedSet:

@@ -145,3 +145,21 @@ def test_subset_keeps_molecules_in_order(small_csv, tmp_path):
     part = subset(data, [3, 0, 5])
     assert [part.get(i).tolist() for i in range(3)] == [data.get(i).tolist() for i in (3, 0, 5)]
     assert part.smiles == [data.smiles[i] for i in (3, 0, 5)]
+
+
+def test_a_given_vocabulary_reuses_the_file_cache_by_remapping(small_csv, tmp_path, monkeypatch):
+    import molgen.data as data_module
+
+    load_tokenized(small_csv, cache_dir=tmp_path)
+    other = SelfiesTokenizer.build(SMALL_SMILES[:3] + ["CCCl", "CCBr", "CCS"])  # another id order, missing tokens
+
+    def fail(*args, **kwargs):
+        raise AssertionError("tokenized again instead of remapping the cached ids")
+
+    monkeypatch.setattr(data_module, "parallel_map", fail)
+    tok, data = load_tokenized(small_csv, other, on_invalid="skip", cache_dir=tmp_path)
+    assert tok is other and len(data) >= 3
+    for i, smiles in enumerate(data.smiles):
+        assert other.decode(data.get(i))[1] == smiles
+    assert {r.reason.split(" (")[0][:22] for r in data.rejects} == {"unknown SELFIES token "}
+    assert all(r.line > 1 for r in data.rejects)

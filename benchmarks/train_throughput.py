@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import platform
 import tempfile
 import time
 from contextlib import nullcontext
@@ -23,29 +22,12 @@ from pathlib import Path
 
 import torch
 
+from common import machine  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from molgen.config import TrainConfig, apply_overrides, load_config, parse_override
 from molgen.data import load_tokenized
 from molgen.datamodule import BucketBatchSampler, pad_batch
 from molgen.model.vae import MoleculeVAE
 from molgen.train import model_hparams
-
-
-def cpu_name() -> str:
-    """CPU model string from /proc/cpuinfo (or platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine() -> str:
-    """One line describing the machine this ran on."""
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{cpu_name()}; {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"{platform.platform()}; load average {load}")  # fmt: skip
 
 
 def slice_file(path: str, rows: int) -> Path:

@@ -8,7 +8,6 @@ from typing import Any
 
 from molgen.config import TrainConfig, apply_overrides, load_config, parse_override
 from molgen.errors import MolgenError
-from molgen.train import train
 
 
 def _devices(text: str) -> int | str:
@@ -100,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config.data.train is None:
         raise MolgenError("give the training data with --data FILE (or data.train in --config)")
+    from molgen.train import train  # Lightning takes seconds to import: only when training
+
     summary = train(config, resume=args.resume)
     if _rank_zero():
         val = summary["val"]

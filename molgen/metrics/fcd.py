@@ -2,8 +2,17 @@
 statistics (mean, covariance) and the Fréchet distance between two of them.
 
 fcd-torch's own pipeline (a DataLoader of float64 one-hot arrays) is replaced by compact token
-indices made in the worker processes; the network, its input encoding (fcd-torch's ``get_one_hot``
-padded to 350 symbols, scaled by 1/35) are fcd-torch's.
+indices made in the worker processes; the network, its weights and its input encoding (fcd-torch's
+``get_one_hot`` padded to 350 symbols, scaled by 1/35) are fcd-torch's.
+
+ChemNet reads every SMILES padded to 350 symbols (88 positions after its two strided convolutions,
+of which a MOSES molecule fills ~12), and its padding costs most of the work. ``_PaddingAwareChemNet``
+computes the same function with the redundant part done once: the convolutions have no bias, so a
+padded position feeds exact zeros to the LSTMs; the first LSTM reads the sequence reversed, so every
+molecule starts it with the same run of zero inputs from the zero state (one shared trajectory,
+computed once); and the second LSTM's inputs at padded positions are that trajectory's outputs, the
+same for every molecule, so their input projections are computed once too. Only the second LSTM's
+recurrence over the padded positions remains per molecule.
 """
 from __future__ import annotations
 
@@ -31,20 +40,83 @@ def _chemnet() -> torch.nn.Module:
     return FCD(device="cpu", n_jobs=1).model.eval()
 
 
+class _PaddingAwareChemNet:
+    """fcd-torch's ChemNet (``_chemnet()``: convolutions, reversed LSTM-128, LSTM-512, last output)
+    evaluated without recomputing what padding makes identical for every molecule (module docstring)."""
+
+    def __init__(self, model: torch.nn.Sequential) -> None:
+        self.features = model[:7]  # same-padding convolutions + SELU, then [B, T, 32]
+        self.lstm1, self.lstm2 = model[8], model[11]
+        with torch.inference_mode():
+            steps = self.features(torch.zeros(1, N_SYMBOLS, PAD_LEN)).shape[1]
+            zeros = torch.zeros(1, steps, self.lstm1.input_size)
+            self.trajectory = self._zero_trajectory(zeros)  # (outputs [T, 128], h [T + 1, 128], c [T + 1, 128])
+            out1 = self.trajectory[0]
+            # the second LSTM's input projection at forward position t reads step T-1-t of the trajectory
+            self.gates2 = (out1.flip(0) @ self.lstm2.weight_ih_l0.T + self.lstm2.bias_ih_l0 + self.lstm2.bias_hh_l0)
+        self.steps = steps
+
+    def _zero_trajectory(self, zeros: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hidden = self.lstm1.hidden_size
+        h, c = torch.zeros(1, 1, hidden), torch.zeros(1, 1, hidden)
+        outs, hs, cs = [], [h[0, 0]], [c[0, 0]]
+        for t in range(zeros.shape[1]):
+            out, (h, c) = self.lstm1(zeros[:, t : t + 1], (h, c))
+            outs.append(out[0, 0])
+            hs.append(h[0, 0])
+            cs.append(c[0, 0])
+        return torch.stack(outs), torch.stack(hs), torch.stack(cs)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations [B, 512] of one-hot input [B, 35, 350] (as ``_chemnet()(batch)``)."""
+        x = self.features(batch)  # [B, T, 32]
+        b, steps = x.shape[0], self.steps
+        used = x.abs().amax(dim=2) > 0
+        m = int(used.nonzero()[:, 1].max()) + 1 if used.any() else 1  # positions past m are all zero input
+        _, h_traj, c_traj = self.trajectory
+        start = (h_traj[steps - m].expand(1, b, -1).contiguous(), c_traj[steps - m].expand(1, b, -1).contiguous())
+        out1, _ = self.lstm1(x[:, :m].flip(1), start)  # the reversed LSTM over the first m positions
+        _, (h, c) = self.lstm2(out1.flip(1))  # forward LSTM over positions 0..m-1
+        h, c = h[0].clone(), c[0].clone()
+        w_hh = self.lstm2.weight_hh_l0.T
+        hidden = self.lstm2.hidden_size
+        gates, tanh_c = torch.empty(b, 4 * hidden), torch.empty(b, hidden)
+        i, f, g, o = gates.chunk(4, dim=1)  # views, refreshed by every addmm below
+        for t in range(m, steps):  # padded positions: input projections precomputed; buffers reused
+            torch.addmm(self.gates2[t], h, w_hh, out=gates)
+            gates[:, : 2 * hidden].sigmoid_()
+            g.tanh_()
+            o.sigmoid_()
+            c.mul_(f).addcmul_(i, g)
+            torch.tanh(c, out=tanh_c)
+            torch.mul(o, tanh_c, out=h)
+        return h
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_chemnet() -> _PaddingAwareChemNet:
+    return _PaddingAwareChemNet(_chemnet())
+
+
 def chemnet_activations(
     tokens: np.ndarray, batch_size: int = 1024, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """ChemNet penultimate activations (float32 [n, 512]) of token rows from ``chemnet_tokens``."""
-    model = _chemnet()
+    """ChemNet penultimate activations (float32 [n, 512]) of token rows from ``chemnet_tokens``.
+
+    Rows are batched by length so that each batch's padding is shared as widely as possible.
+    """
+    model = _fast_chemnet()
     out = np.empty((len(tokens), 512), dtype=np.float32)
     scale = np.float32(1.0 / N_SYMBOLS)
+    order = np.argsort((tokens != _NO_SYMBOL).sum(axis=1), kind="stable")
     with torch.inference_mode():
         for start in range(0, len(tokens), batch_size):
-            rows = torch.from_numpy(tokens[start : start + batch_size].astype(np.int64))
+            index = order[start : start + batch_size]
+            rows = torch.from_numpy(tokens[index].astype(np.int64))
             one_hot = torch.zeros(len(rows), PAD_LEN, N_SYMBOLS + 1)
             one_hot.scatter_(2, rows.clamp(max=N_SYMBOLS).unsqueeze(2), scale)
             batch = one_hot[:, :, :N_SYMBOLS].transpose(1, 2)
-            out[start : start + len(rows)] = model(batch).numpy()
+            out[index] = model(batch).numpy()
             if progress is not None:
                 progress(len(rows))
     return out

@@ -35,9 +35,9 @@ def _describe(item: tuple[str, bool]) -> tuple | None:
     mol = parse(smiles)
     if mol is None:
         return None
-    if generated:  # MOSES measures a generated set on molecules re-read from canonical SMILES
-        mol = parse(Chem.MolToSmiles(mol)) or mol
     canonical = Chem.MolToSmiles(mol)
+    if generated:  # as MOSES: a generated set is kept as canonical SMILES and measured re-read from them
+        mol = parse(canonical) or mol
     return (
         canonical,
         morgan_bits(mol).tobytes(),

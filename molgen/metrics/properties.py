@@ -17,11 +17,16 @@ def properties(mol: Chem.Mol) -> tuple[float, ...]:
     ring count (SSSR), aromatic ring count, fraction of heavy atoms that are aromatic."""
     n_atoms = mol.GetNumAtoms()
     n_aromatic = sum(atom.GetIsAromatic() for atom in mol.GetAtoms())
+    qed_inputs = QED.properties(mol)  # computes MolWt and Crippen logP of RemoveHs(mol)
+    if n_atoms == mol.GetNumHeavyAtoms():  # no explicit H atoms: RemoveHs(mol) is mol, reuse them
+        logp, weight = qed_inputs.ALOGP, qed_inputs.MW
+    else:
+        logp, weight = Crippen.MolLogP(mol), Descriptors.MolWt(mol)
     return (
-        Crippen.MolLogP(mol),
+        logp,
         sa_score(mol),
-        QED.qed(mol),
-        Descriptors.MolWt(mol),
+        QED.qed(mol, qedProperties=qed_inputs),
+        weight,
         float(mol.GetRingInfo().NumRings()),
         float(rdMolDescriptors.CalcNumAromaticRings(mol)),
         n_aromatic / n_atoms if n_atoms else 0.0,

@@ -264,3 +264,36 @@ def test_chemnet_activations_equal_fcd_torch_for_short_and_full_length_smiles():
     expected = FCD(n_jobs=1).get_predictions(smiles)
     got = chemnet_activations(np.stack([chemnet_tokens(s) for s in smiles]), batch_size=5)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+ALERT_MOLS = [
+    "CCCCCCCC(=O)O",  # an unbranched chain: the alert that tests explicit degree (D2), never screened
+    "O=[N+]([O-])c1ccccc1", "C1OC1c1ccccc1", "CC(=O)OO", "S=C=Nc1ccccc1", "O=CC=Cc1ccccc1",
+    "[H]N=C1NC(=O)c2ccccc21", "NNc1ccccc1", "CC(=O)Cl", "c1ccc2c(c1)ccc1ccccc12",
+]
+
+
+def test_screened_qed_properties_equal_rdkit():
+    from rdkit.Chem import QED
+
+    from molgen.metrics.filters import screen_bits
+    from molgen.metrics.properties import qed_properties
+
+    found = 0
+    for smiles in ALERT_MOLS + MOLS:
+        mol = Chem.MolFromSmiles(smiles)
+        expected = QED.properties(mol)
+        assert qed_properties(mol, screen_bits(Chem.AddHs(mol))) == expected, smiles
+        assert qed_properties(mol) == expected, smiles
+        found += expected.ALERTS
+    assert found >= 10  # the molecules above do trigger alerts
+
+
+def test_passes_filters_with_precomputed_hydrogens_and_bits_agrees():
+    from molgen.metrics.filters import screen_bits
+
+    for smiles in ALERT_MOLS + MOLS + ["C[N+](C)(C)C", "C1CCCCCCC1", "CC[Si](C)C"]:
+        mol = Chem.MolFromSmiles(smiles)
+        h_mol = Chem.AddHs(mol)
+        hinted = passes_filters(mol, h_mol, screen_bits(h_mol), readable=Chem.MolToSmiles(mol))
+        assert hinted == passes_filters(mol), smiles

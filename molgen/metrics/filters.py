@@ -31,7 +31,9 @@ def filter_smarts() -> list[tuple[str, str]]:
     return patterns
 
 
-def _screen_bits(mol: Chem.Mol) -> np.ndarray:
+def screen_bits(mol: Chem.Mol) -> np.ndarray:
+    """RDKit pattern fingerprint of ``mol`` (a molecule or a SMARTS query) as packed uint64 words:
+    a query can match a molecule only if its bits are a subset of the molecule's."""
     on = np.zeros(_SCREEN_BITS, dtype=bool)
     on[list(Chem.PatternFingerprint(mol, _SCREEN_BITS).GetOnBits())] = True
     return np.packbits(on).view(np.uint64)
@@ -45,29 +47,43 @@ def _patterns() -> tuple[list[Chem.Mol], np.ndarray]:
         if query is None:
             raise ValueError(f"invalid filter SMARTS {name}: {smarts}")
         queries.append(query)
-    return queries, np.stack([_screen_bits(q) for q in queries])
+    return queries, np.stack([screen_bits(q) for q in queries])
 
 
-def matching_filters(mol: Chem.Mol, screen: bool = True) -> list[int]:
-    """Indices (into ``filter_smarts()``) of the MCF/PAINS patterns found in ``mol`` with explicit Hs."""
+def matching_filters(
+    mol: Chem.Mol, screen: bool = True, h_mol: Chem.Mol | None = None, h_bits: np.ndarray | None = None
+) -> list[int]:
+    """Indices (into ``filter_smarts()``) of the MCF/PAINS patterns found in ``mol`` with explicit Hs.
+
+    ``h_mol`` (``Chem.AddHs(mol)``) and ``h_bits`` (its ``screen_bits``) may be passed when already made.
+    """
     queries, query_bits = _patterns()
-    mol = Chem.AddHs(mol)
+    h_mol = Chem.AddHs(mol) if h_mol is None else h_mol
     if screen:
-        candidates = np.flatnonzero(~(query_bits & ~_screen_bits(mol)).any(axis=1)).tolist()
+        h_bits = screen_bits(h_mol) if h_bits is None else h_bits
+        candidates = np.flatnonzero(~(query_bits & ~h_bits).any(axis=1)).tolist()
     else:
         candidates = range(len(queries))
-    return [i for i in candidates if mol.HasSubstructMatch(queries[i])]
+    return [i for i in candidates if h_mol.HasSubstructMatch(queries[i])]
 
 
-def passes_filters(mol: Chem.Mol) -> bool:
-    """True when ``mol`` passes the MOSES filters (the definition of the ``Filters`` metric)."""
+def passes_filters(
+    mol: Chem.Mol, h_mol: Chem.Mol | None = None, h_bits: np.ndarray | None = None, readable: str | None = None
+) -> bool:
+    """True when ``mol`` passes the MOSES filters (the definition of the ``Filters`` metric).
+
+    ``readable``: a SMILES of ``mol`` known to parse (skips re-reading the non-isomeric SMILES when
+    it is the same string).
+    """
     if any(len(ring) >= 8 for ring in mol.GetRingInfo().AtomRings()):
         return False
     if any(atom.GetFormalCharge() != 0 for atom in mol.GetAtoms()):
         return False
     if any(atom.GetSymbol() not in ALLOWED_ATOMS for atom in mol.GetAtoms()):
         return False
-    if matching_filters(mol):
+    if matching_filters(mol, h_mol=h_mol, h_bits=h_bits):
         return False
     smiles = Chem.MolToSmiles(mol, isomericSmiles=False)
+    if smiles and smiles == readable:
+        return True
     return bool(smiles) and Chem.MolFromSmiles(smiles) is not None

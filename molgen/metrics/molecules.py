@@ -12,7 +12,7 @@ from rdkit import Chem, RDLogger
 
 from molgen.data import parallel_map
 from molgen.metrics.fcd import PAD_LEN, chemnet_tokens
-from molgen.metrics.filters import passes_filters
+from molgen.metrics.filters import passes_filters, screen_bits
 from molgen.metrics.fragments import brics_fragments, scaffold
 from molgen.metrics.properties import PROPERTIES, properties
 from molgen.metrics.similarity import N_BITS, morgan_bits
@@ -36,16 +36,26 @@ def _describe(item: tuple[str, bool]) -> tuple | None:
     if mol is None:
         return None
     canonical = Chem.MolToSmiles(mol)
-    if generated:  # as MOSES: a generated set is kept as canonical SMILES and measured re-read from them
-        mol = parse(canonical) or mol
+    if not generated:  # reference statistics: measured as read, no filters (as MOSES)
+        return _record(canonical, mol, properties(mol), False)
+    # as MOSES: a generated set is kept as canonical SMILES and measured on molecules re-read from them
+    reread = parse(canonical)
+    mol = reread if reread is not None else mol
+    h_mol = Chem.AddHs(mol)
+    h_bits = screen_bits(h_mol)  # one pattern fingerprint screens both the filters and QED's alerts
+    passes = passes_filters(mol, h_mol, h_bits, readable=canonical if reread is not None else None)
+    return _record(canonical, mol, properties(mol, h_bits), passes)
+
+
+def _record(canonical: str, mol: Chem.Mol, props: tuple, passes: bool) -> tuple:
     return (
         canonical,
         morgan_bits(mol).tobytes(),
         chemnet_tokens(canonical).tobytes(),
         brics_fragments(mol),
         scaffold(mol),
-        properties(mol),
-        passes_filters(mol) if generated else False,
+        props,
+        passes,
     )
 
 

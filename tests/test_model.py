@@ -392,3 +392,24 @@ def test_bad_model_files_are_user_errors(tok, tmp_path, case):
         torch.save({**raw, "version": 99}, path)
     with pytest.raises(MolgenError):
         load_model(path)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_encoder_final_states_equal_packed_gru_with_gradients(layers):
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from molgen.model.encoder import final_states
+
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 5, num_layers=layers, batch_first=True, bidirectional=True)
+    lengths = torch.tensor([7, 3, 1, 5])
+    x = torch.randn(4, 7, 6, requires_grad=True)
+    got = final_states(gru, x, lengths)
+    _, h_n = gru(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    expected = torch.cat([h_n[-2], h_n[-1]], dim=-1)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    grad_got = torch.autograd.grad(got.square().sum(), [x, *gru.parameters()])
+    grad_expected = torch.autograd.grad(expected.square().sum(), [x, *gru.parameters()])
+    for a, b in zip(grad_got, grad_expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert grad_got[0][1, 3:].abs().max() == 0  # padding gets no gradient

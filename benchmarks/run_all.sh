@@ -15,3 +15,5 @@ echo "== training throughput: molgen (default, MOSES-sized; fp32, bf16) vs MOSES
 $PY benchmarks/train_vs_moses.py --steps 6 --warmup 2
 echo "== tokenization of the MOSES train split: first run and cached reload"
 $PY benchmarks/tokenize_moses.py
+echo "== where molgen score spends its time (stages)"
+$PY benchmarks/score_profile.py

@@ -24,6 +24,15 @@ SMALL_SMILES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread in every test, restored afterwards (training and sampling may change it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     os.environ["MOLGEN_CACHE_DIR"] = str(tmp_path_factory.mktemp("molgen-cache"))

@@ -28,14 +28,6 @@ TINY_TRAIN_FLAGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread while a test runs: tiny models are many times faster so on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def sample_smiles(n: int = 200) -> list[str]:
     """The first ``n`` molecules of data/sample.csv (real MOSES molecules: no iodine)."""

@@ -23,7 +23,6 @@ from molgen.errors import MolgenError
 from molgen.tokenizer import SelfiesTokenizer, selfies_to_smiles, smiles_to_tokens
 
 from conftest import SMALL_SMILES
-from reliability_fixtures import one_torch_thread  # noqa: F401  (autouse fixture)
 
 EXAMPLES = int(os.environ.get("MOLGEN_FUZZ_EXAMPLES", "200"))  # raise it for a longer hunt
 FUZZ = settings(

@@ -19,13 +19,6 @@ from conftest import SMALL_SMILES
 SIZES = dict(emb_dim=16, enc_hidden=24, dec_hidden=32, latent_dim=6, n_components=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make_batch(tok: SelfiesTokenizer, smiles=SMALL_SMILES, extra_pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     ids = [tok.encode(s) for s in smiles]

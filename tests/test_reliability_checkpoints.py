@@ -19,7 +19,6 @@ from molgen.errors import MolgenError
 from molgen.model.vae import MoleculeVAE
 from molgen.sample import Generator
 
-from reliability_fixtures import one_torch_thread  # noqa: F401  (autouse fixture)
 from reliability_fixtures import TINY_TRAIN_FLAGS, assert_user_error, run_cli, tiny_model, training_file
 
 

@@ -16,7 +16,6 @@ import torch
 from molgen.cli import build_parser
 
 from conftest import SMALL_SMILES
-from reliability_fixtures import one_torch_thread  # noqa: F401  (autouse fixture)
 from reliability_fixtures import (
     TINY_TRAIN_FLAGS,
     assert_user_error,

@@ -27,7 +27,6 @@ from molgen.evaluate import evaluate
 from molgen.files import atomic_open, atomic_path
 from molgen.sample import Generator
 
-from reliability_fixtures import one_torch_thread  # noqa: F401  (autouse fixture)
 from reliability_fixtures import molgen_env, molgen_process, run_cli, tiny_model, training_file
 
 PREVIOUS = "SMILES\nprevious,complete,file\n"

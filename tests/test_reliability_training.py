@@ -23,7 +23,6 @@ from molgen.errors import MolgenError
 from molgen.model.vae import MoleculeVAE
 from molgen.train import train
 
-from reliability_fixtures import one_torch_thread  # noqa: F401  (autouse fixture)
 from reliability_fixtures import TINY_TRAIN_FLAGS, assert_user_error, molgen_process, run_cli, training_file
 
 

@@ -31,13 +31,6 @@ TINY = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def smiles_file(path: Path, n: int, start: int = 0) -> Path:
     rows = (ROOT / "data" / "sample.csv").read_text().splitlines()[1 + start : 1 + start + n]

@@ -109,3 +109,11 @@ def command_line() -> str:
     except ValueError:
         pass
     return " ".join(["PYTHONPATH=. .venv/bin/python", str(script), *sys.argv[1:]])
+
+
+def report(title: str, lines: list[str], record: bool = True) -> None:
+    """Print a result table and, with ``record``, append it to benchmarks/RESULTS.md under ``title``."""
+    body = "\n".join(lines)
+    print("\n" + body)
+    if record:
+        append_results(title, body, command_line())

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (  # noqa: E402
-    DEFAULT_PEER_PYTHON, append_results, command_line, ensure_peer, load_average, machine, run_peer, slice_csv,
+    DEFAULT_PEER_PYTHON, ensure_peer, load_average, machine, report, run_peer, slice_csv,
 )  # fmt: skip
 from molgen.config import TrainConfig  # noqa: E402
 from molgen.data import load_tokenized  # noqa: E402
@@ -93,10 +93,7 @@ def main() -> None:
     if one:
         lines.append(f"- 1 thread, per CPU-second: **{(args.n / one[0]['cpu_s']) / p['mol_per_cpu_s']:.2f}x**")
     lines.append(f"- load average after: {load_average()}")
-    body = "\n".join(lines)
-    print("\n" + body)
-    if not args.no_record:
-        append_results("Sampling throughput to CSV: molgen vs MOSES VAE", body, command_line())
+    report("Sampling throughput to CSV: molgen vs MOSES VAE", lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, append_results, command_line, load_average  # noqa: E402
+from benchmarks.common import ROOT, load_average, report  # noqa: E402
 
 
 class Stages:
@@ -84,10 +84,7 @@ def main() -> None:
              "| stage | wall (s) | CPU (s) | of which system (s) |", "|---|---:|---:|---:|"]  # fmt: skip
     lines += [f"| {name} | {wall:.1f} | {cpu:.1f} | {sys_:.1f} |" for name, wall, cpu, sys_ in stages.rows]
     lines.append(f"| total | {total[0]:.1f} | {total[1]:.1f} | {total[2]:.1f} |")
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_record:
-        append_results("Profile: `molgen score` stages", body, command_line())
+    report("Profile: `molgen score` stages", lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import TRAIN, append_results, command_line, load_average, machine, slice_csv  # noqa: E402
+from benchmarks.common import TRAIN, load_average, machine, report, slice_csv  # noqa: E402
 from molgen.data import load_tokenized, n_workers  # noqa: E402
 
 
@@ -46,10 +46,7 @@ def main() -> None:
         lines.append(f"| {label} | {wall:.2f} | {cpu:.2f} | {len(data) / wall:,.0f} | {load:.1f} |")
     lines += ["", f"- reload is {timings[0][1] / timings[1][1]:.0f}x faster than the first run; "
               f"load average after: {load_average()}"]  # fmt: skip
-    body = "\n".join(lines)
-    print("\n" + body)
-    if not args.no_record:
-        append_results("Tokenization of the MOSES train split", body, command_line())
+    report("Tokenization of the MOSES train split", lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

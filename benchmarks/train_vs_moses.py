@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (  # noqa: E402
-    DEFAULT_PEER_PYTHON, append_results, command_line, ensure_peer, load_average, machine, run_peer, slice_csv,
+    DEFAULT_PEER_PYTHON, ensure_peer, load_average, machine, report, run_peer, slice_csv,
 )  # fmt: skip
 from benchmarks.train_throughput import measure  # noqa: E402
 from molgen.config import TrainConfig, apply_overrides  # noqa: E402
@@ -86,10 +86,7 @@ def main() -> None:
                        f"(parameters {r['parameters']:,} vs {p['parameters']:,}; bar 3x, goal 10x)")  # fmt: skip
     lines += [f"- {s}" for s in summary]
     lines.append(f"- load average after: {load_average()}")
-    body = "\n".join(lines)
-    print("\n" + body)
-    if not args.no_record:
-        append_results("Training throughput: molgen vs MOSES VAE", body, command_line())
+    report("Training throughput: molgen vs MOSES VAE", lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

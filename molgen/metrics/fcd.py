@@ -48,20 +48,20 @@ class _PaddingAwareChemNet:
         self.features = model[:7]  # same-padding convolutions + SELU, then [B, T, 32]
         self.lstm1, self.lstm2 = model[8], model[11]
         with torch.inference_mode():
-            steps = self.features(torch.zeros(1, N_SYMBOLS, PAD_LEN)).shape[1]
-            zeros = torch.zeros(1, steps, self.lstm1.input_size)
-            self.trajectory = self._zero_trajectory(zeros)  # (outputs [T, 128], h [T + 1, 128], c [T + 1, 128])
-            out1 = self.trajectory[0]
+            self.steps = self.features(torch.zeros(1, N_SYMBOLS, PAD_LEN)).shape[1]
+            outputs, self.h_zero, self.c_zero = self._zero_trajectory()
             # the second LSTM's input projection at forward position t reads step T-1-t of the trajectory
-            self.gates2 = (out1.flip(0) @ self.lstm2.weight_ih_l0.T + self.lstm2.bias_ih_l0 + self.lstm2.bias_hh_l0)
-        self.steps = steps
+            self.gates2 = outputs.flip(0) @ self.lstm2.weight_ih_l0.T + self.lstm2.bias_ih_l0 + self.lstm2.bias_hh_l0
 
-    def _zero_trajectory(self, zeros: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _zero_trajectory(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first LSTM run on zero inputs from the zero state: outputs [T, H] and the states
+        h, c [T + 1, H] after 0..T steps."""
         hidden = self.lstm1.hidden_size
         h, c = torch.zeros(1, 1, hidden), torch.zeros(1, 1, hidden)
+        zero_input = torch.zeros(1, 1, self.lstm1.input_size)
         outs, hs, cs = [], [h[0, 0]], [c[0, 0]]
-        for t in range(zeros.shape[1]):
-            out, (h, c) = self.lstm1(zeros[:, t : t + 1], (h, c))
+        for _ in range(self.steps):
+            out, (h, c) = self.lstm1(zero_input, (h, c))
             outs.append(out[0, 0])
             hs.append(h[0, 0])
             cs.append(c[0, 0])
@@ -73,8 +73,7 @@ class _PaddingAwareChemNet:
         b, steps = x.shape[0], self.steps
         used = x.abs().amax(dim=2) > 0
         m = int(used.nonzero()[:, 1].max()) + 1 if used.any() else 1  # positions past m are all zero input
-        _, h_traj, c_traj = self.trajectory
-        start = (h_traj[steps - m].expand(1, b, -1).contiguous(), c_traj[steps - m].expand(1, b, -1).contiguous())
+        start = (self.h_zero[steps - m].expand(1, b, -1).contiguous(), self.c_zero[steps - m].expand(1, b, -1).contiguous())
         out1, _ = self.lstm1(x[:, :m].flip(1), start)  # the reversed LSTM over the first m positions
         _, (h, c) = self.lstm2(out1.flip(1))  # forward LSTM over positions 0..m-1
         h, c = h[0].clone(), c[0].clone()

@@ -61,7 +61,7 @@ def _intersections(a: torch.Tensor, b: torch.Tensor, scratch: _Scratch | None = 
     if len(a) > 16 and len(b) > 16:
         out = scratch("common", len(a), len(b), torch.int32) if scratch is not None else None
         try:
-            return torch._int_mm(a, b.T, out=out) if out is not None else torch._int_mm(a, b.T)
+            return torch._int_mm(a, b.T, out=out)
         except (RuntimeError, AttributeError):
             pass
     return (a.float() @ b.float().T).round_().int()

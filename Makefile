@@ -7,7 +7,7 @@ OUT ?= out
 
 .PHONY: run test install install-test data clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py molgen/metrics/_tanimoto.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)

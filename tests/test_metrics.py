@@ -18,6 +18,7 @@ from molgen.metrics.filters import filter_smarts, matching_filters, passes_filte
 from molgen.metrics.fragments import brics_fragments, cosine_similarity, scaffold
 from molgen.metrics.properties import properties, wasserstein
 from molgen.metrics.score import _unique_at
+from molgen.metrics import similarity
 from molgen.metrics.similarity import _popcount_groups, internal_diversity, morgan_bits, nearest_similarity
 
 MOLS = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "O=C(O)c1ccccc1OC(C)=O", "CCO"]
@@ -33,14 +34,26 @@ def _packed(smiles):
     return np.stack([morgan_bits(Chem.MolFromSmiles(s)) for s in smiles])
 
 
-def test_nearest_similarity_equals_brute_force_rdkit_tanimoto():
+@pytest.fixture(params=["kernel", "portable"])
+def tanimoto_path(request, monkeypatch):
+    """Runs a similarity test on the compiled AVX-512 kernel and on the portable int8 path."""
+    if request.param == "kernel":
+        if not similarity.kernel_available():
+            pytest.skip("the Tanimoto kernel is not built or this CPU lacks AVX-512 VPOPCNTDQ")
+        monkeypatch.setattr(similarity, "_CHUNK", 16)  # several chunks even for small inputs
+    else:
+        monkeypatch.setattr(similarity, "kernel_available", lambda: False)
+    return request.param
+
+
+def test_nearest_similarity_equals_brute_force_rdkit_tanimoto(tanimoto_path):
     gen_fps, ref_fps = _rdkit_fps(MOLS), _rdkit_fps(REF)
     expected = [max(DataStructs.BulkTanimotoSimilarity(g, ref_fps)) for g in gen_fps]
     got = nearest_similarity(_packed(MOLS), _packed(REF))
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
-def test_nearest_similarity_uniform_popcount_blocks_match_brute_force():
+def test_nearest_similarity_uniform_popcount_blocks_match_brute_force(tanimoto_path):
     # a reference large enough that runs of one popcount become "uniform" blocks
     rng = np.random.default_rng(0)
     n_ref, n_gen = 1500, 40
@@ -60,7 +73,7 @@ def test_nearest_similarity_uniform_popcount_blocks_match_brute_force():
     assert got[0] == 1.0 and got[1] == 0.0
 
 
-def test_internal_diversity_equals_pairwise_loop_with_self_pairs():
+def test_internal_diversity_equals_pairwise_loop_with_self_pairs(tanimoto_path):
     fps = _rdkit_fps(MOLS)
     sims = np.array([DataStructs.BulkTanimotoSimilarity(f, fps) for f in fps])  # includes i == j
     expected_1 = 1 - sims.mean()
@@ -70,7 +83,7 @@ def test_internal_diversity_equals_pairwise_loop_with_self_pairs():
     assert got_2 == pytest.approx(expected_2, abs=1e-6)
 
 
-def test_internal_diversity_across_several_blocks(monkeypatch):
+def test_internal_diversity_across_several_blocks(tanimoto_path, monkeypatch):
     monkeypatch.setattr("molgen.metrics.similarity._BLOCK", 4)  # 6 molecules -> off-diagonal blocks
     fps = _rdkit_fps(MOLS)
     sims = np.array([DataStructs.BulkTanimotoSimilarity(f, fps) for f in fps])
@@ -79,8 +92,48 @@ def test_internal_diversity_across_several_blocks(monkeypatch):
     assert got_2 == pytest.approx(1 - np.mean(np.sqrt((sims**2).mean(axis=1))), abs=1e-6)
 
 
-def test_identical_molecules_have_zero_internal_diversity():
+def test_identical_molecules_have_zero_internal_diversity(tanimoto_path):
     assert internal_diversity(_packed(["CCO"] * 3)) == pytest.approx((0.0, 0.0), abs=1e-7)
+
+
+def _random_packed(rng, n, counts):
+    bits = np.zeros((n, 1024), dtype=np.uint8)
+    for row, count in zip(bits, rng.choice(counts, size=n)):
+        row[rng.choice(1024, size=count, replace=False)] = 1
+    return np.packbits(bits, axis=1)
+
+
+@pytest.mark.skipif(not similarity.kernel_available(), reason="the Tanimoto kernel is not built or unsupported")
+def test_kernel_equals_portable_path_bit_for_bit(monkeypatch):
+    # sizes that are not multiples of 8 and a reference longer than one 1,024-column tile;
+    # empty fingerprints on both sides (empty vs empty is similarity 1, as in MOSES)
+    rng = np.random.default_rng(1)
+    gen = _random_packed(rng, 203, [0, 5, 20, 33, 60])
+    ref = _random_packed(rng, 2501, [0, 7, 20, 31, 45, 90])
+    gen[:5] = ref[100:105]
+    monkeypatch.setattr(similarity, "_CHUNK", 40)
+    kernel_snn, kernel_div = nearest_similarity(gen, ref), internal_diversity(ref)
+    monkeypatch.setattr(similarity, "kernel_available", lambda: False)
+    portable_snn, portable_div = nearest_similarity(gen, ref), internal_diversity(ref)
+    np.testing.assert_array_equal(kernel_snn, portable_snn)  # same integers, same float32 ratio
+    empty = ~gen.any(axis=1)
+    assert (kernel_snn[:5] == 1.0).all() and empty.any() and (kernel_snn[empty] == 1.0).all()
+    np.testing.assert_allclose(kernel_div, portable_div, rtol=1e-6)  # sums in another order
+
+
+@pytest.mark.skipif(not similarity.kernel_available(), reason="the Tanimoto kernel is not built or unsupported")
+def test_kernel_rejects_misshapen_buffers():
+    rows, counts = similarity._kernel_rows(np.zeros((8, 128), dtype=np.uint8))
+    columns, column_counts = similarity._kernel_columns(np.zeros((8, 128), dtype=np.uint8))
+    best = np.zeros(8, dtype=np.float32)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        similarity._compiled.nearest(rows[:3], counts[:3], columns, column_counts, best[:3])
+    with pytest.raises(ValueError, match="best must be float32"):
+        similarity._compiled.nearest(rows, counts, columns, column_counts, np.zeros(8))
+    with pytest.raises(ValueError, match="cols_pop"):
+        similarity._compiled.nearest(rows, counts, columns, column_counts[:4], best)
+    with pytest.raises(TypeError):
+        similarity._compiled.nearest(rows, counts, columns, column_counts, best.tobytes())  # read-only
 
 
 def test_cosine_similarity_by_hand():

@@ -168,6 +168,16 @@ def test_filters_reject_charges_foreign_atoms_big_rings_and_alerts():
     assert len(names) == 22 + 480
 
 
+def test_screen_bits_are_the_pattern_fingerprint_on_bits():
+    from molgen.metrics.filters import screen_bits
+
+    for mol in (Chem.AddHs(Chem.MolFromSmiles("CC(=O)Nc1ccc(O)cc1")), Chem.MolFromSmarts("[#6]-[#1]")):
+        words = screen_bits(mol)
+        assert words.dtype == np.uint64 and words.shape == (32,)
+        on = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little"))
+        assert on.tolist() == list(Chem.PatternFingerprint(mol, 2048).GetOnBits())
+
+
 def test_filter_screen_never_drops_a_match():
     rng = random.Random(0)
     alphabet = sorted(sf.get_semantic_robust_alphabet())

@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem
+from rdkit import Chem, DataStructs
 
 DATA = Path(__file__).parent / "data"
 ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
@@ -34,9 +34,9 @@ def filter_smarts() -> list[tuple[str, str]]:
 def screen_bits(mol: Chem.Mol) -> np.ndarray:
     """RDKit pattern fingerprint of ``mol`` (a molecule or a SMARTS query) as packed uint64 words:
     a query can match a molecule only if its bits are a subset of the molecule's."""
-    on = np.zeros(_SCREEN_BITS, dtype=bool)
-    on[list(Chem.PatternFingerprint(mol, _SCREEN_BITS).GetOnBits())] = True
-    return np.packbits(on).view(np.uint64)
+    # the bit vector's raw bytes (bit i of the fingerprint is bit i % 8 of byte i // 8): a copy
+    # of 256 bytes, where listing the on-bits of an H-added molecule took half the screen's time
+    return np.frombuffer(DataStructs.BitVectToBinaryText(Chem.PatternFingerprint(mol, _SCREEN_BITS)), dtype=np.uint64)
 
 
 @functools.lru_cache(maxsize=1)

@@ -33,7 +33,8 @@ def _alerts() -> tuple[list[Chem.Mol], np.ndarray, np.ndarray]:
 def qed_properties(mol: Chem.Mol, h_bits: np.ndarray | None = None) -> QED.QEDproperties:
     """RDKit's ``QED.properties(mol)``, term for term; with ``h_bits`` (``screen_bits`` of
     ``Chem.AddHs(mol)``) the structural alerts are screened by pattern fingerprint before matching."""
-    mol = Chem.RemoveHs(mol)
+    if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():  # else RemoveHs would only copy the molecule
+        mol = Chem.RemoveHs(mol)
     alerts, alert_bits, screenable = _alerts()
     if h_bits is None:
         candidates = range(len(alerts))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from rdkit import Chem, DataStructs
@@ -57,6 +58,11 @@ def matching_filters(
 
     ``h_mol`` (``Chem.AddHs(mol)``) and ``h_bits`` (its ``screen_bits``) may be passed when already made.
     """
+    return list(_matches(mol, screen, h_mol, h_bits))
+
+
+def _matches(mol: Chem.Mol, screen: bool, h_mol: Chem.Mol | None, h_bits: np.ndarray | None) -> Iterator[int]:
+    """``matching_filters`` lazily: the filter verdict stops at the first match, as MOSES's does."""
     queries, query_bits = _patterns()
     h_mol = Chem.AddHs(mol) if h_mol is None else h_mol
     if screen:
@@ -64,7 +70,7 @@ def matching_filters(
         candidates = np.flatnonzero(~(query_bits & ~h_bits).any(axis=1)).tolist()
     else:
         candidates = range(len(queries))
-    return [i for i in candidates if h_mol.HasSubstructMatch(queries[i])]
+    return (i for i in candidates if h_mol.HasSubstructMatch(queries[i]))
 
 
 def passes_filters(
@@ -81,7 +87,7 @@ def passes_filters(
         return False
     if any(atom.GetSymbol() not in ALLOWED_ATOMS for atom in mol.GetAtoms()):
         return False
-    if matching_filters(mol, h_mol=h_mol, h_bits=h_bits):
+    if next(_matches(mol, True, h_mol, h_bits), None) is not None:
         return False
     smiles = Chem.MolToSmiles(mol, isomericSmiles=False)
     if smiles and smiles == readable:

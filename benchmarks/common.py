@@ -41,12 +41,17 @@ def load_average() -> str:
 
 
 def machine() -> str:
-    """One line: CPU model, cores, Python, torch and RDKit versions, OS, current load average."""
+    """One line: CPU model, cores, Python, torch and RDKit versions, OS, molgen's Tanimoto path,
+    current load average."""
     import rdkit
     import torch
 
+    from molgen.metrics.similarity import kernel_available
+
+    tanimoto = "AVX-512 popcount kernel" if kernel_available() else "portable int8 path"
     return (f"{cpu_name()}; {os.cpu_count()} cores; Python {platform.python_version()}, torch {torch.__version__}, "
-            f"RDKit {rdkit.__version__}; {platform.platform()}; load average {load_average()}")  # fmt: skip
+            f"RDKit {rdkit.__version__}; {platform.platform()}; Tanimoto: {tanimoto}; "
+            f"load average {load_average()}")  # fmt: skip
 
 
 def slice_csv(rows: int | None, path: Path = TRAIN) -> Path:

@@ -68,7 +68,9 @@ def draw_tokens(
     if mode == "sample" and not temperature > 0:
         raise MolgenError(f"temperature must be > 0, not {temperature}")
     max_len = max_len or model.max_len
-    h = model.decoder_init(z, batch_size)
+    h = model.decoder_init(z, batch_size).float()
+    step = model.decoder_stepper(z)
+    logits = torch.zeros(batch_size, model.decoder.out.out_features)
     prev = torch.full((batch_size,), model.bos_id, dtype=torch.long)
     tokens = torch.full((batch_size, max_len), model.pad_id, dtype=torch.long)
     lengths = torch.full((batch_size,), max_len, dtype=torch.long)
@@ -77,9 +79,14 @@ def draw_tokens(
     banned = torch.tensor([model.pad_id, model.bos_id])
     rows = torch.arange(batch_size)
     for t in range(max_len):
+        # the network runs only on the rows still being written; the draw below still covers every
+        # row, so the generator's stream (and each row's tokens) does not depend on when others end
+        live = None if bool(alive.all()) else alive.nonzero().squeeze(1)
         with autocast_context(precision):
-            logits, h = model.decoder_step(prev, z, h)
-        logits = logits.float()
+            if live is None:
+                logits, h = step(prev, h)
+            else:
+                logits[live], h[:, live] = step(prev[live], h[:, live], live)
         logp = torch.log_softmax(logits, dim=-1)
         allowed = logits.index_fill(1, banned, float("-inf"))
         if mode == "greedy":

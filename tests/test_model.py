@@ -80,6 +80,25 @@ def test_log_px_z_equals_the_sum_of_stepwise_decoder_log_probs(tok, kind):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind, layers", [("vae", 1), ("vae", 2), ("lm", 2)])
+def test_decoder_stepper_equals_decoder_step_on_all_rows_and_on_a_subset(tok, kind, layers):
+    model = make_model(tok, kind=kind, dec_layers=layers)
+    n = len(SMALL_SMILES)
+    z = torch.randn(n, SIZES["latent_dim"]) if kind == "vae" else None
+    prev = torch.randint(0, len(tok), (n,))
+    with torch.no_grad():
+        h = model.decoder_init(z, n) + 0.1 * torch.randn(layers, n, SIZES["dec_hidden"])
+        expected_logits, expected_h = model.decoder_step(prev, z, h)
+        step = model.decoder_stepper(z)
+        logits, new_h = step(prev, h)
+        torch.testing.assert_close(logits, expected_logits, rtol=0, atol=1e-5)
+        torch.testing.assert_close(new_h, expected_h, rtol=0, atol=1e-6)
+        rows = torch.tensor([3, 0, n - 1])  # a subset, out of order: each row keeps its own latent
+        logits, new_h = step(prev[rows], h[:, rows], rows)
+        torch.testing.assert_close(logits, expected_logits[rows], rtol=0, atol=1e-5)
+        torch.testing.assert_close(new_h, expected_h[:, rows], rtol=0, atol=1e-6)
+
+
 def test_log_px_z_with_several_latent_samples_matches_one_at_a_time(tok):
     model = make_model(tok)
     tokens, lengths = make_batch(tok)

@@ -56,6 +56,32 @@ def test_nll_equals_teacher_forced_log_likelihood(kind):
     assert torch.allclose(-log_px, draws.nll, atol=1e-3)
 
 
+def test_sampler_draws_the_tokens_of_a_plain_decoder_step_loop():
+    # the sampler runs the network only on unfinished rows; every row still gets the same random
+    # numbers as a loop that steps the whole batch with decoder_step, so the draws are the same
+    gen = tiny_generator()
+    model, n = gen.model, 128
+    z = torch.randn(n, 4)
+    draws = draw_tokens(model, z, n, generator=torch.Generator().manual_seed(6))
+    generator = torch.Generator().manual_seed(6)
+    expected = torch.full((n, model.max_len), model.pad_id)
+    alive = torch.ones(n, dtype=torch.bool)
+    with torch.no_grad():
+        h, prev = model.decoder_init(z, n), torch.full((n,), model.bos_id)
+        for t in range(model.max_len):
+            logits, h = model.decoder_step(prev, z, h)
+            logits[:, [model.pad_id, model.bos_id]] = float("-inf")
+            nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+            expected[:, t] = torch.where(alive, nxt, torch.full_like(nxt, model.pad_id))
+            alive &= nxt != model.eos_id
+            prev = nxt
+            if not alive.any():
+                break
+    assert (draws.lengths < model.max_len).float().mean() > 0.9  # rows did end at different steps
+    assert len(set(draws.lengths.tolist())) > 5
+    assert torch.equal(draws.tokens, expected[:, : draws.tokens.shape[1]])
+
+
 def test_low_temperature_equals_greedy():
     gen = tiny_generator()
     z = torch.randn(32, 4)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from molgen.model.decoder import GRUDecoder
+from molgen.model.decoder import DecoderStepper, GRUDecoder
 from molgen.model.encoder import GRUEncoder
 from molgen.model.prior import LOG_2PI, MixturePrior
 
@@ -78,6 +78,11 @@ class MoleculeVAE(nn.Module):
         """One autoregressive step: previous ids [B] -> (next-token logits [B, V] float32, new state)."""
         logits, h = self.decoder(prev_tokens.unsqueeze(1), self._check_z(z), h)
         return logits[:, 0], h
+
+    def decoder_stepper(self, z: torch.Tensor | None) -> DecoderStepper:
+        """``decoder_step`` for latents z [B, D] (None for kind='lm') with the per-token and
+        per-sequence input projections made once: the sampler's inner loop."""
+        return DecoderStepper(self.decoder, self._check_z(z))
 
     def log_px_z(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """Teacher-forced log p(x|z) in nats per molecule: z[S, B, D] -> [S, B], z[B, D] -> [B].

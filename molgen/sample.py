@@ -68,7 +68,7 @@ def draw_tokens(
     if mode == "sample" and not temperature > 0:
         raise MolgenError(f"temperature must be > 0, not {temperature}")
     max_len = max_len or model.max_len
-    h = model.decoder_init(z, batch_size).float()
+    h = model.decoder_init(z, batch_size).float()  # state of the active rows
     step = model.decoder_stepper(z)
     logits = torch.zeros(batch_size, model.decoder.out.out_features)
     prev = torch.full((batch_size,), model.bos_id, dtype=torch.long)
@@ -78,15 +78,12 @@ def draw_tokens(
     alive = torch.ones(batch_size, dtype=torch.bool)
     banned = torch.tensor([model.pad_id, model.bos_id])
     rows = torch.arange(batch_size)
+    active = torch.arange(batch_size)  # the rows the network runs on: unfinished ones, and a few finished
     for t in range(max_len):
-        # the network runs only on the rows still being written; the draw below still covers every
-        # row, so the generator's stream (and each row's tokens) does not depend on when others end
-        live = None if bool(alive.all()) else alive.nonzero().squeeze(1)
         with autocast_context(precision):
-            if live is None:
-                logits, h = step(prev, h)
-            else:
-                logits[live], h[:, live] = step(prev[live], h[:, live], live)
+            logits[active], h = step(prev[active], h)
+        # the draw covers every row, finished or not, so the generator's stream (and each row's
+        # tokens) does not depend on when other rows end
         logp = torch.log_softmax(logits, dim=-1)
         allowed = logits.index_fill(1, banned, float("-inf"))
         if mode == "greedy":
@@ -103,6 +100,11 @@ def draw_tokens(
         prev = nxt
         if not alive.any():
             break
+        keep = alive[active]
+        if len(active) - int(keep.sum()) >= max(1, len(active) // 8):  # compact now and then, not every step
+            keep = keep.nonzero().squeeze(1)
+            active, h = active[keep], h[:, keep]
+            step.select(keep)
     return Draws(tokens[:, : int(lengths.max())], lengths, nll)
 
 

@@ -41,8 +41,8 @@ class DecoderStepper:
 
     The first layer's input projection W_ih [e; z] + b is split into a per-token table
     W_e E + b [V, 3H] and a per-sequence latent term W_z z [B, 3H], both made once instead of at
-    every step (27% of a step's multiply-adds in the shipped model), and a step can run on a subset
-    of the sequences (those still being written). The GRU cell is ATen's ``gru_cell``, op for op.
+    every step (27% of a step's multiply-adds in the shipped model). ``select`` narrows the batch to
+    the sequences still being written. The GRU cell is ATen's ``gru_cell``, op for op.
     """
 
     def __init__(self, decoder: GRUDecoder, z: torch.Tensor | None) -> None:
@@ -52,15 +52,18 @@ class DecoderStepper:
         self.table = torch.addmm(gru.bias_ih_l0, decoder.embed.weight, w_ih[:, :emb_dim].T)
         self.latent = z.float() @ w_ih[:, emb_dim:].T if decoder.latent_dim else None
 
-    def __call__(
-        self, tokens: torch.Tensor, h: torch.Tensor, rows: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits [A, V] (float32) and the new state [layers, A, H] (float32) for previous ids [A]
-        and state h [layers, A, H] of the sequences ``rows`` (indices into z; None: all of them)."""
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only the sequences at positions ``keep`` of the current batch, in that order."""
+        if self.latent is not None:
+            self.latent = self.latent[keep]
+
+    def __call__(self, tokens: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [A, V] (float32) and the new state [layers, A, H] (float32) for the previous ids
+        [A] and state h [layers, A, H] of the current batch."""
         gru = self.decoder.gru
         x = self.table[tokens]
         if self.latent is not None:
-            x = x + (self.latent if rows is None else self.latent[rows])
+            x += self.latent
         states = []
         for layer in range(self.decoder.layers):
             if layer:
@@ -72,10 +75,9 @@ class DecoderStepper:
 
 
 def _gru_cell(igates: torch.Tensor, hgates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """ATen's gru_cell after its two linear maps: reset, update and new gates, then the update."""
-    i_r, i_z, i_n = igates.chunk(3, dim=1)
-    h_r, h_z, h_n = hgates.chunk(3, dim=1)
-    reset = (h_r + i_r).sigmoid_()
-    update = (h_z + i_z).sigmoid_()
-    new = i_n.add(h_n * reset).tanh_()
+    """ATen's gru_cell after its two linear maps: reset and update gates (one sigmoid over both),
+    the new gate, then h' = (h - n) * u + n."""
+    hidden = h.shape[-1]
+    reset, update = (hgates[:, : 2 * hidden] + igates[:, : 2 * hidden]).sigmoid_().chunk(2, dim=1)
+    new = igates[:, 2 * hidden :].add(hgates[:, 2 * hidden :] * reset).tanh_()
     return (h - new).mul_(update).add_(new)

@@ -78,7 +78,7 @@ def draw_tokens(
     alive = torch.ones(batch_size, dtype=torch.bool)
     banned = torch.tensor([model.pad_id, model.bos_id])
     rows = torch.arange(batch_size)
-    active = torch.arange(batch_size)  # the rows the network runs on: unfinished ones, and a few finished
+    active = torch.arange(batch_size)  # the rows the network runs on: the unfinished ones
     for t in range(max_len):
         with autocast_context(precision):
             logits[active], h = step(prev[active], h)
@@ -101,7 +101,7 @@ def draw_tokens(
         if not alive.any():
             break
         keep = alive[active]
-        if len(active) - int(keep.sum()) >= max(1, len(active) // 8):  # compact now and then, not every step
+        if not bool(keep.all()):  # drop the rows that just ended from the network's batch
             keep = keep.nonzero().squeeze(1)
             active, h = active[keep], h[:, keep]
             step.select(keep)

@@ -32,4 +32,4 @@ data: install
 	$(PY) scripts/extract_moses.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache molgen/metrics/_tanimoto*.so

@@ -138,7 +138,10 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    from molgen.metrics.similarity import kernel_available  # the driver imports molgen, the worker never calls this
+
+    tanimoto = "AVX-512 popcount kernel" if kernel_available() else "portable int8 path"
+    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, molgen Tanimoto: {tanimoto}"
 
 
 def driver(args: argparse.Namespace) -> None:

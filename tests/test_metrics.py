@@ -104,7 +104,7 @@ def _random_packed(rng, n, counts):
 
 
 @pytest.mark.skipif(not similarity.kernel_available(), reason="the Tanimoto kernel is not built or unsupported")
-def test_kernel_equals_portable_path_bit_for_bit(monkeypatch):
+def test_kernel_equals_portable_path(monkeypatch):
     # sizes that are not multiples of 8 and a reference longer than one 1,024-column tile;
     # empty fingerprints on both sides (empty vs empty is similarity 1, as in MOSES)
     rng = np.random.default_rng(1)
@@ -118,7 +118,7 @@ def test_kernel_equals_portable_path_bit_for_bit(monkeypatch):
     np.testing.assert_array_equal(kernel_snn, portable_snn)  # same integers, same float32 ratio
     empty = ~gen.any(axis=1)
     assert (kernel_snn[:5] == 1.0).all() and empty.any() and (kernel_snn[empty] == 1.0).all()
-    np.testing.assert_allclose(kernel_div, portable_div, rtol=1e-6)  # sums in another order
+    np.testing.assert_allclose(kernel_div, portable_div, rtol=0, atol=1e-8)  # sums in another order
 
 
 @pytest.mark.skipif(not similarity.kernel_available(), reason="the Tanimoto kernel is not built or unsupported")
@@ -134,6 +134,17 @@ def test_kernel_rejects_misshapen_buffers():
         similarity._compiled.nearest(rows, counts, columns, column_counts[:4], best)
     with pytest.raises(TypeError):
         similarity._compiled.nearest(rows, counts, columns, column_counts, best.tobytes())  # read-only
+    with pytest.raises(ValueError, match="sums and squares"):
+        similarity._compiled.similarity_sums(rows, counts, columns, column_counts, np.zeros(8), np.zeros(7))
+
+
+def test_other_fingerprint_widths_take_the_portable_path():
+    rng = np.random.default_rng(2)
+    gen, ref = rng.integers(0, 256, (4, 8), dtype=np.uint8), rng.integers(0, 256, (9, 8), dtype=np.uint8)
+    inter = np.unpackbits(gen, axis=1).astype(float) @ np.unpackbits(ref, axis=1).T.astype(float)
+    counts_g, counts_r = np.unpackbits(gen, axis=1).sum(1), np.unpackbits(ref, axis=1).sum(1)
+    expected = (inter / (counts_g[:, None] + counts_r[None, :] - inter)).max(axis=1)
+    np.testing.assert_allclose(nearest_similarity(gen, ref), expected, atol=1e-6)
 
 
 def test_cosine_similarity_by_hand():

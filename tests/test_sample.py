@@ -80,6 +80,17 @@ def test_sampler_draws_the_tokens_of_a_plain_decoder_step_loop():
     assert (draws.lengths < model.max_len).float().mean() > 0.9  # rows did end at different steps
     assert len(set(draws.lengths.tolist())) > 5
     assert torch.equal(draws.tokens, expected[:, : draws.tokens.shape[1]])
+    assert torch.equal(draws.lengths, (expected != model.pad_id).sum(1))
+
+
+@pytest.mark.parametrize("kind", ["vae", "lm"])
+def test_bf16_sampling_runs_the_same_loop(kind):
+    gen = tiny_generator(kind=kind)
+    z = torch.randn(64, 4) if kind == "vae" else None
+    draws = draw_tokens(gen.model, z, 64, generator=torch.Generator().manual_seed(7), precision="bf16")
+    assert draws.tokens.dtype == torch.long and draws.nll.dtype == torch.float64
+    assert torch.equal(draws.lengths, (draws.tokens != gen.model.pad_id).sum(1))
+    assert (draws.tokens[:, 0] != gen.model.pad_id).all() and (draws.nll > 0).all()
 
 
 def test_low_temperature_equals_greedy():

@@ -2,7 +2,8 @@
  *
  * molgen's portable path (similarity.py) counts intersections as int8 matrix products, one
  * multiply-add per bit; here one instruction counts 512 bits. Both give the same integers and take
- * the ratio in float32 the same way, so results are identical. Python calls this module only when
+ * the ratio in float32 the same way: nearest similarities are identical, and similarity sums differ
+ * only in the order of addition (float64 here). Python calls this module only when
  * supported() is true and falls back to the portable path otherwise (other CPUs, no compiler).
  *
  * Layouts (prepared by similarity.py):

@@ -34,7 +34,7 @@ def qed_properties(mol: Chem.Mol, h_bits: np.ndarray | None = None) -> QED.QEDpr
     """RDKit's ``QED.properties(mol)``, term for term; with ``h_bits`` (``screen_bits`` of
     ``Chem.AddHs(mol)``) the structural alerts are screened by pattern fingerprint before matching."""
     if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():  # else RemoveHs would only copy the molecule
-        mol = Chem.RemoveHs(mol)
+        mol = Chem.RemoveHs(mol)  # (without the copy, RDKit caches logP/TPSA on the caller's molecule)
     alerts, alert_bits, screenable = _alerts()
     if h_bits is None:
         candidates = range(len(alerts))

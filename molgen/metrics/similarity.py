@@ -2,7 +2,8 @@
 similarity (SNN) and internal diversity (IntDiv, IntDiv2).
 
 Fingerprints travel bit-packed (128 bytes per molecule). Intersections are exact integer counts and
-the Tanimoto ratio is taken in float32, as MOSES does, on one of two paths with identical results:
+the Tanimoto ratio is taken in float32, as MOSES does, on one of two paths that give identical SNN
+values (IntDiv's sums are added in another order: equal to ~1e-9):
 - the kernel (``_tanimoto.c``, built at install when a C compiler is there): AND + popcount of 512
   bits per instruction on CPUs with AVX-512 VPOPCNTDQ, one thread per core;
 - the portable path: int8 x int8 -> int32 matrix products of the unpacked bits (VNNI where torch
@@ -99,7 +100,7 @@ def nearest_similarity(generated: np.ndarray, reference: np.ndarray, progress=No
     Both arguments are packed fingerprint matrices. ``progress`` is an optional callable told how
     many generated rows are done.
     """
-    if kernel_available():
+    if _kernel_fits(generated, reference):
         return _kernel_nearest(generated, reference, progress)
     return _portable_nearest(generated, reference, progress)
 
@@ -161,7 +162,7 @@ def internal_diversity(fingerprints: np.ndarray, progress=None) -> tuple[float, 
     n = len(fingerprints)
     if n == 0:
         return float("nan"), float("nan")
-    if kernel_available():
+    if _kernel_fits(fingerprints):
         sums, squares = _kernel_similarity_sums(fingerprints, progress)
         return 1.0 - float(sums.sum()) / (n * n), 1.0 - float(np.sqrt(squares / n).mean())
     counts = torch.from_numpy(popcounts(fingerprints)).float()
@@ -194,12 +195,18 @@ def internal_diversity(fingerprints: np.ndarray, progress=None) -> tuple[float, 
 
 _LANES = 8  # the kernel reads columns 8 at a time and rows 8 at a time
 _PAD_POPCOUNT = 1 << 20  # padding columns: zero bits, a union this large makes their similarity 0
-_CHUNK = 256  # rows per kernel call: progress granularity and work for the thread pool
+_CHUNK = 256  # rows per kernel call (a multiple of 8): progress granularity and work for the thread pool
 
 
 def kernel_available() -> bool:
     """Whether the compiled Tanimoto kernel is built and this CPU runs it (AVX-512 VPOPCNTDQ)."""
     return _compiled is not None and _compiled.supported()
+
+
+def _kernel_fits(*packed: np.ndarray) -> bool:
+    """The kernel is available and every matrix holds 1024-bit fingerprints (128 uint8 per row);
+    other widths take the portable path."""
+    return kernel_available() and all(p.dtype == np.uint8 and p.shape[1:] == (N_BITS // 8,) for p in packed)
 
 
 def _kernel_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -222,8 +229,10 @@ def _kernel_columns(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run_chunks(n_real: int, n_rows: int, work: Callable[[slice], None], progress=None) -> None:
-    """``work`` on chunks of ``n_rows`` padded rows, one thread per torch thread (the kernel releases
-    the GIL); ``progress`` is told how many of the first ``n_real`` (real) rows each chunk held."""
+    """``work`` on chunks of ``_CHUNK`` of the ``n_rows`` padded rows, one thread per torch thread
+    (the kernel releases the GIL; chunks write disjoint slices); ``progress`` is told how many of the
+    first ``n_real`` (real) rows each chunk held."""
+    assert _CHUNK % _LANES == 0, "kernel calls take rows 8 at a time"
     chunks = [slice(start, min(start + _CHUNK, n_rows)) for start in range(0, n_rows, _CHUNK)]
     with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
         futures = [pool.submit(work, rows) for rows in chunks]
@@ -234,6 +243,7 @@ def _run_chunks(n_real: int, n_rows: int, work: Callable[[slice], None], progres
 
 
 def _kernel_nearest(generated: np.ndarray, reference: np.ndarray, progress=None) -> np.ndarray:
+    """``nearest_similarity`` on the kernel (same float32 values as the portable path)."""
     rows, row_counts = _kernel_rows(generated)
     columns, column_counts = _kernel_columns(reference)
     best = np.zeros(len(rows), dtype=np.float32)

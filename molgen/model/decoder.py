@@ -42,7 +42,7 @@ class DecoderStepper:
     The first layer's input projection W_ih [e; z] + b is split into a per-token table
     W_e E + b [V, 3H] and a per-sequence latent term W_z z [B, 3H], both made once instead of at
     every step (27% of a step's multiply-adds in the shipped model). ``select`` narrows the batch to
-    the sequences still being written. The GRU cell is ATen's ``gru_cell``, op for op.
+    the sequences still being written. The GRU cell follows ATen's ``gru_cell`` formula.
     """
 
     def __init__(self, decoder: GRUDecoder, z: torch.Tensor | None) -> None:

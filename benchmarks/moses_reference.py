@@ -138,10 +138,14 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    from molgen.metrics.similarity import kernel_available  # the driver imports molgen, the worker never calls this
+    import rdkit  # the driver runs in molgen's venv; the worker never calls this
+    import torch
+
+    from molgen.metrics.similarity import kernel_available
 
     tanimoto = "AVX-512 popcount kernel" if kernel_available() else "portable int8 path"
-    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, molgen Tanimoto: {tanimoto}"
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, RDKit {rdkit.__version__}, molgen Tanimoto: {tanimoto}")  # fmt: skip
 
 
 def driver(args: argparse.Namespace) -> None:

@@ -172,12 +172,11 @@ static PyObject *nearest(PyObject *self, PyObject *args)
     Py_buffer best;
     if (!PyArg_ParseTuple(args, "y*y*y*y*w*", &op.rows, &op.rows_pop, &op.cols, &op.cols_pop, &best))
         return NULL;
-    int sized = best.len == (Py_ssize_t)(op.rows.len / (WORDS * sizeof(uint64_t)) * sizeof(float));
     if (!check_operands(&op)) {
         PyBuffer_Release(&best);
         return NULL;
     }
-    if (!sized) {
+    if (best.len != op.n_rows * (Py_ssize_t)sizeof(float)) {
         release(&op);
         PyBuffer_Release(&best);
         PyErr_SetString(PyExc_ValueError, "best must be float32 [n_rows]");
@@ -199,14 +198,13 @@ static PyObject *similarity_sums(PyObject *self, PyObject *args)
     Py_buffer sums, squares;
     if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*", &op.rows, &op.rows_pop, &op.cols, &op.cols_pop, &sums, &squares))
         return NULL;
-    Py_ssize_t want = op.rows.len / (WORDS * sizeof(uint64_t)) * sizeof(double);
-    int sized = sums.len == want && squares.len == want;
     if (!check_operands(&op)) {
         PyBuffer_Release(&sums);
         PyBuffer_Release(&squares);
         return NULL;
     }
-    if (!sized) {
+    Py_ssize_t want = op.n_rows * (Py_ssize_t)sizeof(double);
+    if (sums.len != want || squares.len != want) {
         release(&op);
         PyBuffer_Release(&sums);
         PyBuffer_Release(&squares);

@@ -255,9 +255,17 @@ class Generator:
                         f"only {written} of {n} molecules passed the filters after {drawn} draws; "
                         "lower -n or drop --unique/--valid-only"
                     )
-        finally:
-            if pool is not None:
+        except KeyboardInterrupt:
+            if pool is not None:  # interrupted: stop the workers at once
                 pool.terminate()
+                pool = None
+            raise
+        finally:
+            # otherwise let the workers finish the batch in flight (one): terminating a worker while it
+            # writes a result leaves the result queue's lock held, and Pool.terminate() then hangs
+            if pool is not None:
+                pool.close()
+                pool.join()
         seconds = time.perf_counter() - start
         return {
             "written": written,

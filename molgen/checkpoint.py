@@ -36,7 +36,8 @@ def save_model(path: str | os.PathLike, model: MoleculeVAE, tokenizer: SelfiesTo
         torch.save(payload, tmp)
 
 
-def _read(path: Path, map_location: str | torch.device) -> dict:
+def read_torch_file(path: Path, map_location: str | torch.device) -> dict:
+    """A molgen model file or training checkpoint as a dict (weights_only=True); MolgenError naming what is wrong."""
     if not path.exists():
         raise MolgenError(f"{path}: no such model file")
     if path.is_dir():
@@ -74,7 +75,7 @@ def _from_lightning(path: Path, data: dict) -> tuple[dict, dict, dict]:
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[MoleculeVAE, SelfiesTokenizer]:
     """Load (model in eval mode, tokenizer) from a molgen model file or a training ``.ckpt``."""
     path = Path(path)
-    data = _read(path, map_location)
+    data = read_torch_file(path, map_location)
     if data.get("format") == FORMAT:
         if data.get("version") != VERSION:
             raise MolgenError(

@@ -42,8 +42,9 @@ class ObjectiveConfig:
     kl_samples: int = 8
     beta: float = 1.0
     beta_start: float = 0.0
-    beta_warmup_steps: int = 3000
+    beta_warmup_molecules: int = 768_000  # molecules, not steps: the schedule survives a change of batch size
     free_bits: float = 0.0  # nats per latent dimension (batch level); 0 = off
+    kl_target: float = 12.0  # nats per molecule: below it the batch KL stops pulling the encoder to the prior; 0 = off
     restart_dead_components: bool = True  # the switch for all of mixture-collapse prevention (--no-restart)
     restart_every_steps: int = 50  # check the EMA of batch usage every N steps; 0 = at validation only
     restart_mode: Literal["split", "poor"] = "split"  # split the most used component | move to poorly fit x
@@ -128,7 +129,8 @@ class TrainConfig:
                 raise MolgenError(f"config {key} must be > 0, got {value}")
         non_negative = {
             "objective.beta": self.objective.beta, "objective.beta_start": self.objective.beta_start,
-            "objective.beta_warmup_steps": self.objective.beta_warmup_steps,
+            "objective.beta_warmup_molecules": self.objective.beta_warmup_molecules,
+            "objective.kl_target": self.objective.kl_target,
             "objective.free_bits": self.objective.free_bits, "objective.usage_bonus": self.objective.usage_bonus,
             "objective.restart_every_steps": self.objective.restart_every_steps, "optim.weight_decay": self.optim.weight_decay,
             "optim.grad_clip": self.optim.grad_clip, "data.val_size": self.data.val_size,
@@ -230,6 +232,14 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
         return from_dict(TrainConfig, data or {}).validate()
     except MolgenError as err:
         raise MolgenError(f"{path}: {err}") from None
+
+
+def config_from_dict(data: dict, source: str | os.PathLike = "config") -> TrainConfig:
+    """A validated TrainConfig from a plain nested dict (e.g. the one saved in a training state)."""
+    try:
+        return from_dict(TrainConfig, data).validate()
+    except MolgenError as err:
+        raise MolgenError(f"{source}: {err}") from None
 
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:

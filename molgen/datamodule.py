@@ -187,12 +187,18 @@ class MoleculeDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return {}
-        return {"epoch": trainer.current_epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.completed}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"epoch": trainer.current_epoch, "batches_done": done, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
-        """Skip the batches of the checkpoint's epoch that were already trained on."""
-        if state.get("batches_done"):
-            self._resume_at = (int(state["epoch"]), int(state["batches_done"]))
+        """Skip the batches of the checkpoint's epoch that were already trained on (counted in
+        molecules when the run resumes with another batch size)."""
+        done = int(state.get("batches_done") or 0)
+        saved_batch = int(state.get("batch_size") or self.batch_size)
+        if saved_batch != self.batch_size:
+            done = done * saved_batch // self.batch_size
+        if done:
+            self._resume_at = (int(state["epoch"]), done)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches sorted by length (this rank's shard)."""

@@ -31,6 +31,7 @@ from molgen.datamodule import MoleculeDataModule
 from molgen.errors import MolgenError
 from molgen.files import atomic_open, atomic_path
 from molgen.model.lightning import VAEModule
+from molgen.training_state import CONFIG_KEY, METRICS_KEY, read_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -82,6 +83,38 @@ class _StopOnInterrupt(Callback):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+
+
+class _StretchBudget(Callback):
+    """Stop (validate, checkpoint) once this process has trained for ``seconds``: a budget per stretch.
+
+    Lightning's own ``max_time`` Timer is restored from the checkpoint, so it counts every earlier
+    stretch of the run too; a run resumed on another machine should get its full allotment."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start: float | None = None
+        self.stopped = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        over = self.start is not None and time.monotonic() - self.start >= self.seconds
+        if trainer.world_size > 1:
+            over = trainer.strategy.reduce_boolean_decision(over, all=False)
+        if over:
+            self.stopped = trainer.should_stop = True
+
+
+class _RunConfig(Callback):
+    """Write the run's config into every checkpoint, so that a packed state resumes with it elsewhere."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config.to_dict()
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[CONFIG_KEY] = self.config
 
 
 class _ResumableMetrics(Callback):
@@ -204,15 +237,26 @@ def model_hparams(config: TrainConfig, vocab_size: int, max_len: int) -> dict:
     )  # fmt: skip
 
 
+def seconds(dhms: str) -> int:
+    """``DD:HH:MM:SS`` -> seconds."""
+    days, hours, minutes, secs = (int(x) for x in dhms.split(":"))
+    return ((days * 24 + hours) * 60 + minutes) * 60 + secs
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
     callbacks: list[Callback] | None = None,
+    resume_from: str | os.PathLike | None = None,
 ) -> dict:
     """Train a model as ``config`` says; return the summary (also written to ``<out>/summary.json``).
 
     With ``resume=True`` the run continues from ``<out>/checkpoints/last.ckpt`` (same global step,
-    optimizer state and restart count). Under DDP every rank calls this; only rank 0 writes files.
+    optimizer state, molecules seen, restart count and random stream). ``resume_from`` continues
+    the run saved in a training checkpoint or packed state (``molgen.training_state``) into a new
+    ``<out>``, with ``config`` (usually that state's config with some overrides: batch size,
+    learning rate, precision, budget). ``trainer.max_time`` is this call's budget, not the run's.
+    Under DDP every rank calls this; only rank 0 writes files.
     """
     config.validate()
     if config.out is None:
@@ -220,17 +264,21 @@ def train(
     out = Path(config.out)
     _check_run_folder(out)
     last = out / CHECKPOINT_DIR / LAST
+    if resume and resume_from is not None:
+        raise MolgenError("give --resume (continue the run in --out) or --resume-from FILE, not both")
     if resume and not last.is_file():
         raise MolgenError(f"{out}: nothing to resume ({last} does not exist)")
     if not resume and last.exists():
         raise MolgenError(f"{out} already holds a run ({last}); use --resume to continue it or choose another --out")
+    start_from = last if resume else Path(resume_from) if resume_from is not None else None
+    state = read_checkpoint(start_from) if start_from is not None else None
     _quiet_lightning()
     tc = config.trainer
     if tc.threads is not None:
         torch.set_num_threads(tc.threads)
     pl.seed_everything(tc.seed, workers=True, verbose=False)
 
-    tokenizer = load_model(last)[1] if resume else None
+    tokenizer = load_model(start_from)[1] if start_from is not None else None
     dm, tokenizer = MoleculeDataModule.from_config(config.data, tc.seed, tokenizer, config.model.max_len)
     max_len = config.model.max_len or int(max(dm.train_set.lengths.max(), dm.val_set.lengths.max()))
     hparams = model_hparams(config, len(tokenizer), max_len)
@@ -256,7 +304,9 @@ def train(
     )
     interrupt = _StopOnInterrupt()
     cbs: list[Callback] = [checkpoint, last_checkpoint, _ValidateAtEnd(), _ResumableMetrics(), interrupt,
-                           *(callbacks or [])]  # fmt: skip
+                           _RunConfig(config), *(callbacks or [])]  # fmt: skip
+    if tc.max_time is not None:
+        cbs.append(_StretchBudget(seconds(tc.max_time)))
     if tc.progress_bar:
         cbs.append(TQDMProgressBar(refresh_rate=10))
     trainer = pl.Trainer(
@@ -266,7 +316,6 @@ def train(
         strategy=tc.strategy,
         precision=tc.precision,
         max_steps=tc.max_steps,
-        max_time=tc.max_time,
         max_epochs=tc.max_epochs if tc.max_epochs is not None else -1,
         val_check_interval=tc.val_every_steps,
         check_val_every_n_epoch=None,
@@ -282,17 +331,20 @@ def train(
         plugins=[_AtomicCheckpointIO()],
     )
     start = time.perf_counter()
-    start_step = 0
-    if resume:
-        start_step = int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0))
+    start_step = int(state.get("global_step", 0)) if state is not None else 0
+    history = state.get(METRICS_KEY) if state is not None else None
+    del state
     if trainer.is_global_zero:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise MolgenError(f"{out}: cannot create the run folder: {err.strerror}") from None
         save_config(config, out / "config.yaml")
+        if resume_from is not None and isinstance(history, str) and not (out / METRICS).exists():
+            with atomic_open(out / METRICS, "w", encoding="utf-8") as handle:
+                handle.write(history)  # the earlier stretches' curves continue in this run folder
         _trim_metrics(out / METRICS, start_step)
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(start_from) if start_from is not None else None)
     elapsed = time.perf_counter() - start
     if trainer.interrupted or interrupt.stopped_at is not None:
         raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; {last} holds it, continue with --resume")

@@ -327,6 +327,40 @@ def test_free_bits_stop_the_kl_gradient_of_dimensions_below_the_floor(tok):
     assert floored["loss"].item() > plain["loss"].item() + 1e3
 
 
+def _grads(model: MoleculeVAE, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
+
+
+def test_kl_target_below_the_target_frees_the_encoder_and_still_fits_the_prior(tok):
+    model = make_model(tok)
+    tokens, lengths = make_batch(tok)
+    torch.manual_seed(0)
+    plain = model.elbo_terms(tokens, lengths)
+    g_plain = _grads(model, plain["loss"])
+    torch.manual_seed(0)
+    below = model.elbo_terms(tokens, lengths, kl_target=1e3)  # far above this batch's KL
+    torch.testing.assert_close(below["loss"], plain["loss"])  # the value is the plain ELBO loss
+    g_below = _grads(model, below["loss"])
+    torch.manual_seed(0)
+    rec_only = model.elbo_terms(tokens, lengths)
+    g_rec = _grads(model, -rec_only["rec"].mean())
+    for name in g_below:
+        if name.startswith(("encoder.", "decoder.")):  # the KL's gradient reaches neither network
+            torch.testing.assert_close(g_below[name], g_rec[name], msg=name)
+    for name in ("prior.means", "prior.log_scales", "prior.logits"):  # the prior still gets the plain KL gradient
+        torch.testing.assert_close(g_below[name], g_plain[name], msg=name)
+        assert g_below[name].abs().sum() > 0, name
+    enc = [n for n in g_plain if n.startswith("encoder.")]
+    assert any(not torch.allclose(g_plain[n], g_rec[n]) for n in enc)  # the plain KL does pull the encoder
+    torch.manual_seed(0)
+    above = model.elbo_terms(tokens, lengths, kl_target=1e-3)  # below this batch's KL: the plain objective
+    g_above = _grads(model, above["loss"])
+    for name in g_plain:
+        torch.testing.assert_close(g_above[name], g_plain[name], msg=name)
+
+
 # ----------------------------------------------------------------------------- diagnostics
 
 

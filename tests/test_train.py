@@ -127,7 +127,7 @@ def test_a_tiny_model_overfits_64_molecules(tmp_path):
         {"out": str(tmp_path / "run"), "data.train": str(data), "data.val": str(data), "data.batch_size": 64,
          "data.diag_molecules": 64, "model.emb_dim": 32, "model.enc_hidden": 64, "model.dec_hidden": 128,
          "model.latent_dim": 16, "model.n_components": 4, "optim.lr": 3e-3, "objective.beta": 0.5,
-         "objective.beta_warmup_steps": 100, "trainer.max_steps": 250, "trainer.val_every_steps": 125,
+         "objective.beta_warmup_molecules": 100 * 64, "trainer.max_steps": 250, "trainer.val_every_steps": 125,
          "trainer.precision": "32-true", "trainer.progress_bar": False, "trainer.threads": 1},
     )  # fmt: skip
     tok, ts = load_tokenized(data)
@@ -197,6 +197,51 @@ def test_resume_in_mid_epoch_continues_with_the_batches_not_yet_seen(tmp_path):
     train(config, resume=True, callbacks=[after])
     assert sorted(after.seen) == list(range(6, 12))
     assert all(after.seen[step] == whole.seen[step] for step in range(6, 12))
+
+
+def test_a_packed_state_resumes_the_run_elsewhere_with_another_batch_size_and_learning_rate(tmp_path):
+    from molgen.training_state import pack_state
+
+    config = config_for(tmp_path / "a", "--max-steps", 4, "--val-every", 2)
+    train(config)
+    run = tmp_path / "a" / "run"
+    state = tmp_path / "moses.state.pt"
+    info = pack_state(run / "checkpoints" / "last.ckpt", state, run / "metrics.csv")
+    assert info["global_step"] == 4 and info["molecules"] == 4 * 16
+    full = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    packed = torch.load(state, map_location="cpu", weights_only=True)
+    assert "callbacks" not in packed and packed["molgen_config"] == config.to_dict()
+    moments = [s["exp_avg_sq"] for s in packed["optimizer_states"][0]["state"].values()]
+    assert moments and all(m.dtype == torch.bfloat16 for m in moments)
+    assert state.stat().st_size < 0.8 * (run / "checkpoints" / "last.ckpt").stat().st_size
+    # the next stretch, in another folder, from the CLI: batch 32 and a new learning rate
+    out = tmp_path / "b"
+    argv = ["train", "--resume-from", str(state), "--out", str(out), "--max-steps", "6", "--batch-size", "32",
+            "--lr", "3e-4", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 6 and last["molgen"]["molecules"] == 4 * 16 + 2 * 32
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(3e-4)
+    assert last["molgen_config"]["data"]["batch_size"] == 32
+    assert last["molgen"]["restarts"] == full["molgen"]["restarts"]
+    import csv
+
+    steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv", encoding="utf-8"))]
+    assert min(steps) == 0 and max(steps) == 5  # the first stretch's rows came along with the state
+    # a model file is not a training state
+    code = main(["train", "--resume-from", str(run / "model.pt"), "--out", str(tmp_path / "c")])
+    assert code == 2
+
+
+def test_a_stretch_budget_stops_this_call_not_the_run(tmp_path):
+    from molgen.train import _StretchBudget
+
+    budget = _StretchBudget(0)
+    summary = train(config_for(tmp_path, "--max-steps", 50, "--val-every", 50), callbacks=[budget])
+    assert budget.stopped and summary["global_step"] == 1  # stops after the step in which the budget ran out
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # and validates + checkpoints there
+    summary = train(config_for(tmp_path, "--max-steps", 3, "--val-every", 50, "--max-time", "00:00:10:00"), resume=True)
+    assert summary["global_step"] == 3
 
 
 def test_language_model_baseline_trains_and_reports_exact_log_likelihood(tmp_path):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from molgen.config import TrainConfig, apply_overrides, load_config, parse_override
+from molgen.config import TrainConfig, apply_overrides, config_from_dict, load_config, parse_override
 from molgen.errors import MolgenError
 
 
@@ -46,13 +46,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--out", metavar="DIR", help="run directory (config, metrics.csv, checkpoints, summary.json)")
     io.add_argument("--config", metavar="YAML", help="config file (e.g. configs/default.yaml); flags override it")
     io.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
+    io.add_argument("--resume-from", metavar="STATE",
+                    help="continue the run saved in a training state (a packed state such as "
+                         "checkpoints/molgen-moses.state.pt, or a last.ckpt) into a new --out; its config is the base")  # fmt: skip
     io.add_argument("--smiles-column", help="name of the SMILES column (default: auto-detected)")
     io.add_argument("--constraints", choices=("strict", "relaxed"), help="SELFIES semantic constraints")
     io.add_argument("--on-invalid", choices=("error", "skip"), help="stop at an invalid row, or skip it")
     run_group = parser.add_argument_group("training")
     run_group.add_argument("--model", choices=("vae", "lm"), help="vae (default) or the autoregressive LM baseline")
     run_group.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (-1: no step limit)")
-    run_group.add_argument("--max-time", metavar="DD:HH:MM:SS", help="wall-clock limit")
+    run_group.add_argument("--max-time", metavar="DD:HH:MM:SS", help="wall-clock budget of this stretch (not counting earlier ones)")
     run_group.add_argument("--max-epochs", type=int, metavar="N")
     run_group.add_argument("--val-every", type=int, metavar="STEPS", help="validate + checkpoint every STEPS steps")
     run_group.add_argument("--batch-size", type=int, metavar="N")
@@ -77,6 +80,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         config = load_config(args.config)
     elif args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
         config = load_config(Path(args.out) / "config.yaml")
+    elif args.resume_from:
+        from molgen.training_state import state_config
+
+        config = config_from_dict(state_config(args.resume_from), source=args.resume_from)
     else:
         config = TrainConfig()
     overrides: dict[str, Any] = {}
@@ -101,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         raise MolgenError("give the training data with --data FILE (or data.train in --config)")
     from molgen.train import train  # Lightning takes seconds to import: only when training
 
-    summary = train(config, resume=args.resume)
+    summary = train(config, resume=args.resume, resume_from=args.resume_from)
     if _rank_zero():
         val = summary["val"]
         diag = summary.get("diagnostics") or {}

@@ -13,7 +13,8 @@ from molgen.model.diagnostics import posterior_statistics, summarize
 from molgen.model.vae import MoleculeVAE
 
 VAL_KEYS = ("elbo", "rec", "kl", "tokens", "token_acc", "exact", "n")
-OBJECTIVE_DEFAULTS = {"restart_every_steps": 0, "restart_mode": "poor", "mixture_weights": "learned", "usage_bonus": 0.0}
+OBJECTIVE_DEFAULTS = {"restart_every_steps": 0, "restart_mode": "poor", "mixture_weights": "learned", "usage_bonus": 0.0,
+                      "kl_target": 0.0}
 USAGE_EMA_DECAY = 0.9  # the usage estimate behind in-training restarts averages about the last 10 batches
 
 
@@ -38,34 +39,50 @@ class VAEModule(pl.LightningModule):
         self.last_diagnostics: dict = {}
         self.restarts = 0
         self.molecules_seen = 0  # on this rank, in this process
+        self.molecules_total = 0  # over all ranks and all stretches of the run (kept in checkpoints)
+        self._rng_state: torch.Tensor | None = None
         self._val_sums: torch.Tensor | None = None
         self._step_time: float | None = None
 
     # ------------------------------------------------------------------ training
-    def beta_at(self, step: int) -> float:
-        """KL weight at optimizer step ``step``: linear warm-up from beta_start to beta."""
+    def beta_at(self, molecules: int) -> float:
+        """KL weight after ``molecules`` training molecules: linear warm-up from beta_start to beta.
+
+        Schedules count molecules, not steps, so a run resumed with another batch size (a GPU
+        stretch after a CPU one) keeps its schedule."""
         o = self.objective
-        if o["beta_warmup_steps"] <= 0:
+        if o["beta_warmup_molecules"] <= 0:
             return float(o["beta"])
-        frac = min(1.0, step / o["beta_warmup_steps"])
+        frac = min(1.0, molecules / o["beta_warmup_molecules"])
         return float(o["beta_start"] + frac * (o["beta"] - o["beta_start"]))
 
     def on_fit_start(self) -> None:
-        """Give each rank its own random stream for z draws and word dropout (seed + global rank)."""
-        torch.manual_seed(self.hparams.seed + self.global_rank)
+        """Give each rank its own random stream for z draws and word dropout (seed + global rank);
+        a resumed run continues the stream its checkpoint saved."""
+        if self._rng_state is not None and self.trainer.world_size == 1:
+            torch.set_rng_state(self._rng_state)
+        else:
+            torch.manual_seed(self.hparams.seed + self.global_rank + 1_000_003 * self.global_step)
+        self._rng_state = None
+
+    def on_train_start(self) -> None:
+        """The learning rate is the config's, also after a resume (the optimizer state saved the old one)."""
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self.optim["lr"]
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One step on a (tokens, lengths) batch; logs loss, ELBO/rec/KL (nats/molecule), beta, mol/s."""
         tokens, lengths = batch
+        beta = self.beta_at(self.molecules_total)
         self.molecules_seen += len(lengths)
-        beta = self.beta_at(self.global_step)
-        terms = self.model.elbo_terms(
-            tokens, lengths, self.objective["kl_samples"], beta, self.objective["free_bits"]
-        )
+        self.molecules_total += len(lengths) * self.trainer.world_size
+        o = self.objective
+        terms = self.model.elbo_terms(tokens, lengths, o["kl_samples"], beta, o["free_bits"], o["kl_target"])
         loss = terms["loss"]
         if self.model.kind == "vae":
             usage = terms["resp"].float().mean(0)  # [K] this batch's mixture usage
-            bonus = self.usage_bonus_at(self.global_step)
+            bonus = self.usage_bonus_at(self.molecules_total)
             if bonus > 0:
                 loss = loss - bonus * -(usage * torch.log(usage.clamp_min(1e-12))).sum()
             if self._usage_fresh:  # the first batch (and the first after a restart) sets the estimate
@@ -90,13 +107,14 @@ class VAEModule(pl.LightningModule):
         self.log("train/rec", terms["rec"].mean(), **log)
         self.log("train/kl", terms["kl"].mean(), prog_bar=True, **log)
         self.log("train/beta", beta, **log)
+        self.log("train/molecules", float(self.molecules_total), **log)
         return loss
 
-    def usage_bonus_at(self, step: int) -> float:
-        """Weight of the usage-entropy bonus at ``step``: usage_bonus, falling linearly to 0 over the beta warm-up."""
+    def usage_bonus_at(self, molecules: int) -> float:
+        """Weight of the usage-entropy bonus after ``molecules``: usage_bonus, falling linearly to 0 over the beta warm-up."""
         bonus = float(self.objective["usage_bonus"])
-        warmup = self.objective["beta_warmup_steps"]
-        return bonus * max(0.0, 1.0 - step / warmup) if warmup > 0 else 0.0
+        warmup = self.objective["beta_warmup_molecules"]
+        return bonus * max(0.0, 1.0 - molecules / warmup) if warmup > 0 else 0.0
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """Every restart_every_steps steps, restart components whose usage EMA is below 0.1 / K."""
@@ -204,7 +222,11 @@ class VAEModule(pl.LightningModule):
         bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
         if bad is not None:
             raise MolgenError(f"weight {bad} is not finite at step {self.global_step}; checkpoint not written")
-        checkpoint["molgen"] = {"restarts": self.restarts, "version": VERSION}
+        checkpoint["molgen"] = {"restarts": self.restarts, "version": VERSION, "molecules": self.molecules_total,
+                                "rng_state": torch.get_rng_state()}  # fmt: skip
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.restarts = int(checkpoint.get("molgen", {}).get("restarts", 0))
+        state = checkpoint.get("molgen", {})
+        self.restarts = int(state.get("restarts", 0))
+        self.molecules_total = int(state.get("molecules", 0))
+        self._rng_state = state.get("rng_state")

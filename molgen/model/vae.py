@@ -120,6 +120,7 @@ class MoleculeVAE(nn.Module):
         n_samples: int = 8,
         beta: float = 1.0,
         free_bits: float = 0.0,
+        kl_target: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """Per-molecule ``rec``, ``kl``, ``elbo`` (at beta = 1, nats) [B], the scalar training ``loss``,
         the responsibilities ``resp`` [B, K] (p(k|z) averaged over the draws) and ``mu`` [B, D] (detached).
@@ -140,6 +141,13 @@ class MoleculeVAE(nn.Module):
         batch level) the KL term is ``KL - sum_d KL_d + sum_d max(free_bits, KL_d)`` where
         KL_d is the batch-mean KL of dimension d against the prior's 1-D marginal: dimensions
         below the floor stop being pushed towards the prior while the rest of the KL is unchanged.
+
+        With ``kl_target`` > 0 (nats per molecule, a target rate on the batch-mean KL): while the
+        batch's KL is below the target, its gradient reaches only the prior (z and the entropy are
+        detached), so the encoder is not pulled towards the prior and the prior still follows the
+        posteriors; at or above the target the KL term is the plain one. The value is the same either
+        way. Unlike ``free_bits`` this works on the whole KL, which against a mixture prior is not a
+        sum over dimensions.
         """
         if self.kind == "lm":
             rec = self.log_px_z(tokens, lengths, None)
@@ -155,6 +163,9 @@ class MoleculeVAE(nn.Module):
         if free_bits > 0:
             kl_d = (-entropy_d - self.prior.marginal_log_prob(z).mean(0)).mean(0)  # [D]
             kl_term = kl_term - kl_d.sum() + kl_d.clamp(min=free_bits).sum()
+        if kl_target > 0:
+            prior_only = -entropy_d.detach().sum(-1) - torch.logsumexp(self.prior.joint_log_prob(z.detach()), -1).mean(0)
+            kl_term = torch.where(kl_term.detach() < kl_target, prior_only.mean(), kl_term)
         loss = -(rec.mean() - beta * kl_term)
         resp = torch.softmax(joint, dim=-1).mean(0)  # p(k | z) averaged over the draws [B, K]
         return {"rec": rec, "kl": kl, "elbo": rec - kl, "loss": loss, "resp": resp, "mu": mu.detach()}

@@ -3,7 +3,7 @@
 The SELFIES semantic constraints are part of the tokenizer because they change what a token
 string decodes to: ``strict`` (the selfies default, every string is a valid molecule) or
 ``relaxed`` (C, N and O may take one extra bond, so a malformed string decodes to a hypervalent
-atom that RDKit rejects; DESIGN.md §2). ``selfies`` keeps the setting in a process-global, so it
+atom that RDKit rejects; docs/DESIGN.md §2.3). ``selfies`` keeps the setting in a process-global, so it
 is set again before every encode/decode in whichever process runs it.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Posterior-collapse and mixture-collapse diagnostics (DESIGN.md §6) for a MoleculeVAE.
+"""Posterior-collapse and mixture-collapse diagnostics (docs/DESIGN.md §6) for a MoleculeVAE.
 
 Works on a plain model and token tensors (no Lightning needed): pass either ``(tokens, lengths)``
 tensors or an iterable of such batches. All figures are in nats.

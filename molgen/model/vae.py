@@ -127,7 +127,7 @@ class MoleculeVAE(nn.Module):
 
         KL(q || p) has no closed form for a mixture prior. It is estimated as
         ``-H[q] - E_q[log p(z)]``: the Gaussian entropy of q(z|x) is exact and only the
-        cross-entropy is Monte-Carlo averaged over ``n_samples`` reparameterised draws (DESIGN.md
+        cross-entropy is Monte-Carlo averaged over ``n_samples`` reparameterised draws (docs/DESIGN.md
         §4); the extra draws cost prior log-densities only, not decoder passes (the reconstruction
         uses the first draw). Unbiased; for K = 1 it converges to the closed-form Gaussian KL.
         Why the exact entropy: for z = mu + sigma * eps, ``log q(z)`` is ``-sum log sigma -

@@ -1,9 +1,35 @@
-"""Only the optional C extension lives here; everything else is in pyproject.toml."""
+"""The optional C extension and the bundled files; everything else is in pyproject.toml."""
+from pathlib import Path
+
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+# molgen.resources.BUNDLED: copied into the wheel as molgen/_bundled/<path> (see molgen/resources.py)
+BUNDLED = (
+    "checkpoints/molgen-moses.pt",
+    "data/moses/train.csv.gz",
+    "data/moses/test.csv.gz",
+    "data/moses/test_scaffolds.csv.gz",
+)
+
+
+class BuildWithBundle(build_py):
+    """build_py that also copies the shipped model and the MOSES splits into the package."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return  # an editable install reads them from the repository
+        for relative in BUNDLED:
+            target = Path(self.build_lib) / "molgen" / "_bundled" / relative
+            self.mkpath(str(target.parent))
+            self.copy_file(relative, str(target))
+
 
 setup(
+    cmdclass={"build_py": BuildWithBundle},
     ext_modules=[
         # AVX-512 Tanimoto kernel; optional: without a C compiler molgen uses its portable path.
         Extension("molgen.metrics._tanimoto", ["molgen/metrics/_tanimoto.c"], extra_compile_args=["-O3"], optional=True)
-    ]
+    ],
 )

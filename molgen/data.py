@@ -15,10 +15,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from rdkit import Chem, RDLogger
-from tqdm import tqdm
 
 from molgen.errors import MolgenError
 from molgen.files import atomic_open, atomic_path, check_output_path
+from molgen.progress import track
 from molgen.tokenizer import SelfiesTokenizer, smiles_to_tokens
 
 RDLogger.DisableLog("rdApp.*")
@@ -162,7 +162,7 @@ def parallel_map(func: Callable, items: Sequence, desc: str = "", chunksize: int
         return [func(x) for x in items]
     with mp.get_context("fork").Pool(workers) as pool:
         it = pool.imap(func, items, chunksize=chunksize)
-        return list(tqdm(it, total=len(items), desc=desc, unit="mol", disable=None, mininterval=2))
+        return list(track(it, len(items), desc))
 
 
 @dataclass
@@ -268,11 +268,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MOLGEN_CACHE_DIR", Path.home() / ".cache" / "molgen"))
 
 
-def _join(strings: Sequence[str]) -> np.ndarray:
+def pack_strings(strings: Sequence[str]) -> np.ndarray:
+    """Strings as one uint8 array (newline-separated UTF-8), for .npz files without pickles."""
     return np.frombuffer("\n".join(strings).encode("utf-8"), dtype=np.uint8)
 
 
-def _split(array: np.ndarray) -> list[str]:
+def unpack_strings(array: np.ndarray) -> list[str]:
+    """The strings of ``pack_strings``."""
     text = array.tobytes().decode("utf-8")
     return text.split("\n") if text else []
 
@@ -281,15 +283,15 @@ def _save_cache(path: Path, tokens: list[str], data: TokenizedSet) -> None:
     rejects = data.rejects or []
     arrays = {
         "version": np.array(CACHE_VERSION),
-        "tokens": _join(tokens),
+        "tokens": pack_strings(tokens),
         "ids": data.ids,
         "offsets": data.offsets,
-        "smiles": _join(data.smiles or []),
+        "smiles": pack_strings(data.smiles or []),
         "n_rows": np.array(data.n_rows),
         "lines": np.asarray(data.lines if data.lines is not None else [], dtype=np.int64),
         "reject_lines": np.array([r.line for r in rejects], dtype=np.int64),
-        "reject_smiles": _join([r.smiles for r in rejects]),
-        "reject_reasons": _join([r.reason for r in rejects]),
+        "reject_smiles": pack_strings([r.smiles for r in rejects]),
+        "reject_reasons": pack_strings([r.reason for r in rejects]),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -303,10 +305,10 @@ def _load_cache(path: Path) -> tuple[list[str], TokenizedSet] | None:
             if int(z["version"]) != CACHE_VERSION:
                 return None
             lines = z["reject_lines"].tolist()
-            rejects = [Reject(*r) for r in zip(lines, _split(z["reject_smiles"]), _split(z["reject_reasons"]))]
+            rejects = [Reject(*r) for r in zip(lines, unpack_strings(z["reject_smiles"]), unpack_strings(z["reject_reasons"]))]
             lines = z["lines"] if len(z["lines"]) == len(z["offsets"]) - 1 else None
-            data = TokenizedSet(z["ids"], z["offsets"], _split(z["smiles"]), int(z["n_rows"]), rejects, lines)
-            return _split(z["tokens"]), data
+            data = TokenizedSet(z["ids"], z["offsets"], unpack_strings(z["smiles"]), int(z["n_rows"]), rejects, lines)
+            return unpack_strings(z["tokens"]), data
     except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile):
         return None  # a damaged cache is rebuilt
 

@@ -11,6 +11,7 @@ import torch
 
 from molgen import __version__
 from molgen.data import load_tokenized, padded
+from molgen.device import ieee_fp32, resolve_device
 from molgen.files import atomic_open, check_output_path
 from molgen.likelihood import likelihood_report
 from molgen.model.diagnostics import collapse_diagnostics
@@ -26,16 +27,22 @@ def evaluate(
     plots: str | os.PathLike | None = None,
     smiles_column: str | None = None,
     on_invalid: str = "error",
+    device: str | torch.device = "cpu",
 ) -> dict:
-    """Likelihood report + collapse diagnostics on a seeded subset of a held-out file (JSON-ready)."""
+    """Likelihood report + collapse diagnostics on a seeded subset of a held-out file (JSON-ready).
+
+    ``device``: where the network runs ("cpu", "cuda", "cuda:N" or "auto"); the random draws are
+    made on the CPU, so every device gives the same figures up to float rounding.
+    """
     from molgen.checkpoint import load_model
 
     start = time.perf_counter()
+    device = resolve_device(device)
     if out is not None:
         check_output_path(out)  # fail before the work, not after it
     torch.manual_seed(seed)
     model, tokenizer = load_model(model_path)
-    model.eval()
+    model.to(device).eval()
     _, data = load_tokenized(
         data_path, tokenizer, smiles_column=smiles_column, on_invalid=on_invalid, max_tokens=model.max_len
     )
@@ -45,14 +52,15 @@ def evaluate(
         "kind": model.kind,
         "constraints": tokenizer.constraints,
         "n_parameters": model.n_parameters(),
-        "likelihood": likelihood_report(model, data, n=n, k=k, seed=seed),
     }
-    if model.kind == "vae":
-        # the same seeded subset as the likelihood (use n >= 1,000 for stable active units and MI)
-        rng = np.random.default_rng(seed)
-        index = np.sort(rng.choice(len(data), size=min(n, len(data)), replace=False))
-        tokens, lengths = (torch.from_numpy(a) for a in padded(data, index, model.pad_id))
-        report["diagnostics"] = collapse_diagnostics(model, (tokens, lengths), seed=seed)
+    with ieee_fp32(device):
+        report["likelihood"] = likelihood_report(model, data, n=n, k=k, seed=seed)
+        if model.kind == "vae":
+            # the same seeded subset as the likelihood (use n >= 1,000 for stable active units and MI)
+            rng = np.random.default_rng(seed)
+            index = np.sort(rng.choice(len(data), size=min(n, len(data)), replace=False))
+            tokens, lengths = (torch.from_numpy(a) for a in padded(data, index, model.pad_id))
+            report["diagnostics"] = collapse_diagnostics(model, (tokens, lengths), seed=seed)
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["molgen_version"] = __version__
     if out is not None:

@@ -12,12 +12,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from molgen.data import TokenizedSet, padded
 from molgen.errors import MolgenError
 from molgen.model.prior import LOG_2PI
 from molgen.model.vae import MoleculeVAE
+from molgen.progress import track
 
 LN2 = math.log(2.0)
 
@@ -34,7 +34,8 @@ def log_weights(
     """Importance log-weights log p(x|z_k) + log p(z_k) - log q(z_k|x): [K, B] float64, with parts.
 
     Returns ``log_w`` [K, B], ``rec`` [K, B] (log p(x|z_k)) and ``kl`` [B] (the low-variance
-    estimate -H[q] - mean_k log p(z_k), nats).
+    estimate -H[q] - mean_k log p(z_k), nats), on the model's device; the noise is drawn with the
+    CPU ``generator`` whatever the device, so a seed gives the same draws everywhere.
     """
     if model.kind == "lm":
         exact = model.log_px_z(tokens, lengths, None).double()
@@ -45,7 +46,7 @@ def log_weights(
     log_w, rec, log_pz = [], [], []
     for start in range(0, k, chunk):
         c = min(chunk, k - start)
-        eps = torch.randn((c, *mu.shape), generator=generator)
+        eps = torch.randn((c, *mu.shape), generator=generator).to(mu.device)
         z = mu + std * eps
         log_q = (-0.5 * (eps**2 + LOG_2PI) - 0.5 * logvar).sum(-1)
         lp_z = model.prior.log_prob(z)
@@ -82,9 +83,12 @@ def likelihood_report(
     ks = sorted({x for x in ks if x <= k} | {k})
     iwae = {x: [] for x in ks}
     elbo, rec, kl = [], [], []
-    for start in tqdm(range(0, len(index), batch_size), desc="likelihood", unit="batch", disable=None if progress else True):
-        tokens, lengths = (torch.from_numpy(a) for a in padded(data, index[start : start + batch_size], model.pad_id))
-        parts = log_weights(model, tokens, lengths, k, chunk, generator)
+    device = next(model.parameters()).device
+    starts = range(0, len(index), batch_size)
+    for start in track(starts, len(starts), f"likelihood (IWAE-{k})", unit="batches", enabled=progress, quiet_below=0):
+        batch = padded(data, index[start : start + batch_size], model.pad_id)
+        tokens, lengths = (torch.from_numpy(a).to(device) for a in batch)
+        parts = {name: value.cpu() for name, value in log_weights(model, tokens, lengths, k, chunk, generator).items()}
         log_w = parts["log_w"]
         for x in ks:
             iwae[x].append((torch.logsumexp(log_w[:x], 0) - math.log(x)).numpy())

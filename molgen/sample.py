@@ -15,17 +15,23 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from molgen.data import canonicalize, n_workers
+from molgen.data import canonical_or_reason, n_workers
+from molgen.device import resolve_device
 from molgen.errors import MolgenError
 from molgen.files import atomic_open
 from molgen.model.vae import MoleculeVAE
+from molgen.progress import bar
+from molgen.resources import MODEL, bundled
 from molgen.tokenizer import SelfiesTokenizer, selfies_to_smiles, use_constraints
 
 MODES = ("sample", "greedy")
+#: the sampler's ``--precision`` values, Lightning's names as in `molgen train`
+PRECISIONS = ("32-true", "bf16-mixed")
+#: the short names the sampler took before, still accepted
+PRECISION_ALIASES = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed"}
 CSV_COLUMNS = ("SMILES", "valid", "selfies", "nll", "component", "seed")
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "molgen-moses.pt"
+DEFAULT_CHECKPOINT = bundled(MODEL)  # the shipped MOSES model (molgen/resources.py)
 
 
 @dataclass
@@ -37,13 +43,19 @@ class Draws:
     nll: torch.Tensor  # [B] float64, -log p(x|z) of the drawn tokens under the model (T = 1)
 
 
-def autocast_context(precision: str):
-    """bf16 autocast on CPU for ``precision="bf16"``, a no-op for ``"32"``."""
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    if precision in ("32", "fp32"):
-        return contextlib.nullcontext()
-    raise MolgenError(f"precision must be 32 or bf16, not {precision!r}")
+def sampler_precision(precision: str) -> str:
+    """Lightning's name of a sampler precision: "32-true" or "bf16-mixed" ("32" and "bf16" are aliases)."""
+    name = PRECISION_ALIASES.get(str(precision), str(precision))
+    if name not in PRECISIONS:
+        raise MolgenError(f"precision must be 32-true or bf16-mixed (or 32, bf16), not {precision!r}")
+    return name
+
+
+def autocast_context(precision: str, device_type: str = "cpu"):
+    """bf16 autocast on ``device_type`` for ``precision="bf16-mixed"`` ("bf16"), a no-op for "32-true" ("32")."""
+    if sampler_precision(precision) == "bf16-mixed":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @torch.inference_mode()
@@ -55,19 +67,24 @@ def draw_tokens(
     mode: str = "sample",
     generator: torch.Generator | None = None,
     max_len: int | None = None,
-    precision: str = "32",
+    precision: str = "32-true",
 ) -> Draws:
     """Decode ``batch_size`` sequences autoregressively from latents ``z`` [B, D] (None for an LM).
 
     Each token is drawn from softmax(logits / T) with ``<pad>`` and ``<bos>`` masked out
     (``mode="sample"``) or taken as the argmax (``mode="greedy"``); ``nll`` is -log p(x|z) of
-    the drawn tokens under the untempered model, as teacher forcing would compute it.
+    the drawn tokens under the untempered model, as teacher forcing would compute it. The network
+    runs on the model's device; the logits come back to the CPU, where every draw is made with the
+    CPU ``generator``, so a seed gives the same stream on any device. ``Draws`` are CPU tensors.
     """
     if mode not in MODES:
         raise MolgenError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "sample" and not temperature > 0:
         raise MolgenError(f"temperature must be > 0, not {temperature}")
     max_len = max_len or model.max_len
+    precision = sampler_precision(precision)
+    device = model.decoder.out.weight.device
+    z = z.to(device) if z is not None else None
     h = model.decoder_init(z, batch_size).float()  # state of the active rows
     step = model.decoder_stepper(z)
     logits = torch.zeros(batch_size, model.decoder.out.out_features)
@@ -80,8 +97,9 @@ def draw_tokens(
     rows = torch.arange(batch_size)
     active = torch.arange(batch_size)  # the rows the network runs on: the unfinished ones
     for t in range(max_len):
-        with autocast_context(precision):
-            logits[active], h = step(prev[active], h)
+        with autocast_context(precision, device.type):
+            out, h = step(prev[active].to(device), h)
+        logits[active] = out.cpu()
         # the draw covers every row, finished or not, so the generator's stream (and each row's
         # tokens) does not depend on when other rows end
         logp = torch.log_softmax(logits, dim=-1)
@@ -103,7 +121,8 @@ def draw_tokens(
         keep = alive[active]
         if not bool(keep.all()):  # drop the rows that just ended from the network's batch
             keep = keep.nonzero().squeeze(1)
-            active, h = active[keep], h[:, keep]
+            active, keep = active[keep], keep.to(device)
+            h = h[:, keep]
             step.select(keep)
     return Draws(tokens[:, : int(lengths.max())], lengths, nll)
 
@@ -118,31 +137,45 @@ def _decode_rows(args: tuple[list[str], str]) -> list[tuple[str, str | None]]:
 class Generator:
     """A trained model ready to sample, encode, decode and interpolate (the API the CLI wraps)."""
 
-    def __init__(self, model: MoleculeVAE, tokenizer: SelfiesTokenizer, precision: str = "32") -> None:
-        self.model = model.eval()
+    def __init__(
+        self,
+        model: MoleculeVAE,
+        tokenizer: SelfiesTokenizer,
+        precision: str = "32-true",
+        device: str | torch.device | None = None,
+    ) -> None:
+        """``device``: where the network runs ("cpu", "cuda", "cuda:N", "auto"; None: where ``model`` is)."""
+        self.device = resolve_device(device) if device is not None else model.decoder.out.weight.device
+        self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.precision = precision
+        self.precision = sampler_precision(precision)
         self.is_vae = model.kind == "vae"
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike | None = None, precision: str = "32", constraints: str | None = None
+        cls,
+        path: str | os.PathLike | None = None,
+        precision: str = "32-true",
+        constraints: str | None = None,
+        device: str | torch.device = "cpu",
     ) -> "Generator":
         """Load a checkpoint (default: the shipped MOSES model in ``checkpoints/``).
 
         ``constraints`` overrides the SELFIES constraints saved with the model. Training never
         depends on them (valid molecules tokenize identically), so one set of weights can be
         decoded both ways: this is how strict and relaxed are compared at equal compute.
+        ``device``: where the network runs ("cpu", "cuda", "cuda:N" or "auto"; see ``molgen.device``).
         """
         from molgen.checkpoint import load_model
 
+        device, precision = resolve_device(device), sampler_precision(precision)  # fail before reading the file
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if not path.exists():
             raise MolgenError(f"{path}: no such checkpoint")
         model, tokenizer = load_model(path)
         if constraints is not None:
             tokenizer = SelfiesTokenizer(tokenizer.tokens, constraints)
-        return cls(model, tokenizer, precision)
+        return cls(model, tokenizer, precision, device)
 
     # ------------------------------------------------------------------ sampling
     def _prior(self, n: int, component: int | None, generator: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -176,7 +209,7 @@ class Generator:
             draws = draw_tokens(self.model, z, size, temperature, mode, generator, precision=self.precision)
             rows = draws.tokens.numpy()
             selfies = [self.tokenizer.ids_to_selfies(r[:length]) for r, length in zip(rows, draws.lengths.tolist())]
-            yield selfies, draws.nll.numpy(), k.numpy()
+            yield selfies, draws.nll.numpy(), k.cpu().numpy()
             done += size
 
     def sample(
@@ -230,26 +263,27 @@ class Generator:
             with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(CSV_COLUMNS)
-                bar = tqdm(total=n, unit="mol", desc="sample", disable=None if progress else True)
-                batches = self.iter_batches(budget, batch_size, temperature, mode, component, seed)
-                for selfies, nll, comp, decoded in _overlap(batches, pool, constraints, workers):
-                    for (s, smiles), v, k in zip(decoded, nll, comp):
-                        drawn += 1
-                        n_valid += smiles is not None
-                        if valid_only and smiles is None:
-                            continue
-                        if unique and smiles is not None:
-                            if smiles in seen:
+                shown = 0
+                with bar(n, "sample", enabled=progress) as update:
+                    batches = self.iter_batches(budget, batch_size, temperature, mode, component, seed)
+                    for selfies, nll, comp, decoded in _overlap(batches, pool, constraints, workers):
+                        for (s, smiles), v, k in zip(decoded, nll, comp):
+                            drawn += 1
+                            n_valid += smiles is not None
+                            if valid_only and smiles is None:
                                 continue
-                            seen.add(smiles)
-                        writer.writerow(_csv_row(s, smiles, v, k, seed))
-                        written += 1
+                            if unique and smiles is not None:
+                                if smiles in seen:
+                                    continue
+                                seen.add(smiles)
+                            writer.writerow(_csv_row(s, smiles, v, k, seed))
+                            written += 1
+                            if written == n:
+                                break
+                        update(min(written, n) - shown)
+                        shown = min(written, n)
                         if written == n:
                             break
-                    bar.update(min(written, n) - bar.n)
-                    if written == n:
-                        break
-                bar.close()
                 if written < n:
                     raise MolgenError(
                         f"only {written} of {n} molecules passed the filters after {drawn} draws; "
@@ -277,15 +311,21 @@ class Generator:
 
     # ------------------------------------------------------------------ latent space
     def _tokens(self, smiles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ids and lengths (CPU); an unusable molecule is a MolgenError naming it: smiles[i] 'SMILES': why."""
         ids = []
-        for s in smiles:
-            canonical = canonicalize(s)
+        for i, s in enumerate(smiles):
+            canonical, why = canonical_or_reason(s)
             if canonical is None:
-                raise MolgenError(f"invalid SMILES {s!r}")
-            ids.append(self.tokenizer.encode(canonical))
+                raise MolgenError(f"smiles[{i}] {s!r}: invalid SMILES ({why})")
+            try:
+                ids.append(self.tokenizer.encode(canonical))
+            except MolgenError as err:
+                raise MolgenError(f"smiles[{i}] {s!r}: {err}") from None
+            if len(ids[-1]) > self.model.max_len:
+                raise MolgenError(
+                    f"smiles[{i}] {s!r}: {len(ids[-1])} tokens, longer than the model's cap of {self.model.max_len}"
+                )
         lengths = torch.tensor([len(x) for x in ids])
-        if int(lengths.max()) > self.model.max_len:
-            raise MolgenError(f"molecule longer than the model's cap of {self.model.max_len} tokens")
         tokens = torch.full((len(ids), int(lengths.max())), self.tokenizer.pad_id, dtype=torch.long)
         for i, x in enumerate(ids):
             tokens[i, : len(x)] = torch.tensor(x)
@@ -297,11 +337,11 @@ class Generator:
 
     @torch.inference_mode()
     def encode(self, smiles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior means E[z|x] [N, D] and component responsibilities p(k|z=mean) [N, K]."""
+        """Posterior means E[z|x] [N, D] and component responsibilities p(k|z=mean) [N, K] (CPU tensors)."""
         self._require_vae()
         tokens, lengths = self._tokens(list(smiles))
-        mu, _ = self.model.encode(tokens, lengths)
-        return mu, self.model.prior.responsibilities(mu)
+        mu, _ = self.model.encode(tokens.to(self.device), lengths.to(self.device))
+        return mu.cpu(), self.model.prior.responsibilities(mu).cpu()
 
     @torch.inference_mode()
     def decode(self, z: torch.Tensor, mode: str = "sample", temperature: float = 1.0, seed: int = 0) -> list[str | None]:

@@ -13,9 +13,12 @@
 #
 # Steps: (1) install carried rdkit/selfies wheels if missing (no index, no deps: the image's torch,
 # Lightning, numpy etc. are used as they are); (2) `molgen data stats` fills the token cache and times
-# the tokenization; (3) `molgen train` with the default model and objective, bf16-mixed, batch 512,
-# for whatever is left of the budget; (4) export checkpoints/last.ckpt to a weights-only model.pt and
-# copy metrics.csv, summary.json, config.yaml and hparams.yaml beside it (at most 7 files in $DEST).
+# the tokenization; (3) `molgen train`, continuing the committed run ($STATE, when it exists: same
+# step, molecules seen, optimizer and schedule; its config with this script's batch size etc.) or
+# starting one, bf16-mixed, for whatever is left of the budget; (4) export checkpoints/last.ckpt to a
+# weights-only model.pt, pack the run's state into $DEST/molgen-moses.state.pt (commit it over
+# $STATE so that the next stretch, on any machine, goes on from it) and copy metrics.csv,
+# summary.json, config.yaml and hparams.yaml beside them.
 #
 # Environment (all optional):
 #   DATA        training SMILES file            (data/moses/train.csv.gz)
@@ -35,6 +38,7 @@
 #   RESERVE_S   seconds kept for training start-up, final validation and export (45)
 #   HARD_S      seconds after start at which training is sent SIGINT (it then validates, writes
 #               last.ckpt and stops) so the export still runs (565)
+#   STATE       training state to continue  (checkpoints/molgen-moses.state.pt; a missing file starts a new run)
 #   EXTRA_ARGS  more `molgen train` arguments, e.g. "--set data.val_size=200" for a tiny smoke test
 set -uo pipefail
 
@@ -54,6 +58,7 @@ DEADLINE_S=${DEADLINE_S:-540}
 RESERVE_S=${RESERVE_S:-45}
 HARD_S=${HARD_S:-565}
 EXTRA_ARGS=${EXTRA_ARGS:-}
+STATE=${STATE:-checkpoints/molgen-moses.state.pt}
 
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
@@ -97,9 +102,11 @@ train() {  # $1 precision, $2 run folder
         max_time=$(dhms "$left")
     fi
     hard=$((HARD_S - spent)); [ "$hard" -lt 30 ] && hard=30
-    stage "molgen train --precision $1 --max-time $max_time (SIGINT after ${hard}s) --out $2"
+    local from=()
+    [ -f "$STATE" ] && from=(--resume-from "$STATE")
+    stage "molgen train ${from[*]} --precision $1 --max-time $max_time (SIGINT after ${hard}s) --out $2"
     # shellcheck disable=SC2086
-    timeout -s INT -k 60 "$hard" "$PY" -m molgen train --data "$DATA" --out "$2" \
+    timeout -s INT -k 60 "$hard" "$PY" -m molgen train "${from[@]}" --data "$DATA" --out "$2" \
         --accelerator "$ACCEL" --precision "$1" --max-time "$max_time" --max-steps "$MAX_STEPS" \
         --val-every "$VAL_EVERY" --batch-size "$BATCH" --seed 0 --threads "$THREADS" --no-progress $EXTRA_ARGS
 }
@@ -115,6 +122,7 @@ fi
 if [ -f "$RUN/checkpoints/last.ckpt" ]; then
     stage "export $RUN/checkpoints/last.ckpt -> $DEST/model.pt"
     "$PY" scripts/export_checkpoint.py "$RUN/checkpoints/last.ckpt" "$DEST/model.pt" || echo "export failed"
+    "$PY" scripts/pack_state.py "$RUN" "$DEST/molgen-moses.state.pt" || echo "packing the state failed"
 else
     echo "no checkpoint in $RUN/checkpoints; nothing to export"
 fi

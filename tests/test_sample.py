@@ -204,3 +204,86 @@ def test_constraints_override_decodes_the_same_weights_relaxed(tmp_path):
     a, b = strict.sample(300, seed=1), relaxed.sample(300, seed=1)
     assert [r["selfies"] for r in a] == [r["selfies"] for r in b]  # same draws, decoded two ways
     assert sum(r["valid"] for r in b) < sum(r["valid"] for r in a)
+
+
+def test_precision_takes_lightning_names_and_the_old_short_ones():
+    from molgen.sample import sampler_precision
+
+    assert [sampler_precision(p) for p in ("32-true", "32", "fp32", "bf16-mixed", "bf16")] == [
+        "32-true", "32-true", "32-true", "bf16-mixed", "bf16-mixed"
+    ]  # fmt: skip
+    with pytest.raises(MolgenError) as err:
+        sampler_precision("16-mixed")
+    assert str(err.value) == "precision must be 32-true or bf16-mixed (or 32, bf16), not '16-mixed'"
+    with pytest.raises(MolgenError, match="precision must be 32-true or bf16-mixed"):
+        Generator(tiny_generator().model, tiny_generator().tokenizer, precision="64")
+
+
+@pytest.mark.parametrize("name, alias", [("32-true", "32"), ("bf16-mixed", "bf16")])
+def test_a_precision_alias_draws_the_same_tokens(name, alias):
+    gen = tiny_generator()
+    z = torch.randn(64, 4)
+    a = draw_tokens(gen.model, z, 64, generator=torch.Generator().manual_seed(9), precision=name)
+    b = draw_tokens(gen.model, z, 64, generator=torch.Generator().manual_seed(9), precision=alias)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.nll, b.nll)
+
+
+def test_cpu_device_gives_the_bytes_of_the_default(tmp_path):
+    from molgen.checkpoint import save_model
+
+    gen = tiny_generator("relaxed")
+    save_model(tmp_path / "m.pt", gen.model, gen.tokenizer)
+    gen.write_csv(tmp_path / "api.csv", 300, seed=3, batch_size=64, progress=False)
+    cpu = Generator.load(tmp_path / "m.pt", device="cpu")
+    assert cpu.device == torch.device("cpu")
+    cpu.write_csv(tmp_path / "cpu.csv", 300, seed=3, batch_size=64, progress=False)
+    assert (tmp_path / "cpu.csv").read_bytes() == (tmp_path / "api.csv").read_bytes()
+
+
+def test_sample_cli_device_cpu_and_old_precision_names_give_the_same_file(tmp_path, monkeypatch):
+    from molgen.checkpoint import save_model
+    from molgen.cli import main
+
+    monkeypatch.setenv("MOLGEN_WORKERS", "1")
+    gen = tiny_generator("relaxed")
+    save_model(tmp_path / "m.pt", gen.model, gen.tokenizer)
+    common = ["sample", "--model", str(tmp_path / "m.pt"), "-n", "200", "--seed", "4", "--batch-size", "64"]
+    runs = {
+        "api": None,
+        "cpu": ["--device", "cpu"],
+        "32": ["--device", "cpu", "--precision", "32"],
+        "32-true": ["--precision", "32-true", "--device", "cpu"],
+    }
+    if not torch.cuda.is_available():
+        runs["default"] = []  # --device auto is the CPU here
+    for name, extra in runs.items():
+        if extra is None:
+            gen.write_csv(tmp_path / "api.csv", 200, seed=4, batch_size=64, progress=False)
+        else:
+            assert main([*common, *extra, "--out", str(tmp_path / f"{name}.csv")]) == 0
+    expected = (tmp_path / "api.csv").read_bytes()
+    for name in runs:
+        assert (tmp_path / f"{name}.csv").read_bytes() == expected, name
+    assert main([*common, "--precision", "bf16", "--out", str(tmp_path / "bf16.csv")]) == 0
+    assert main([*common, "--precision", "bf16-mixed", "--out", str(tmp_path / "bf16-mixed.csv")]) == 0
+    assert (tmp_path / "bf16.csv").read_bytes() == (tmp_path / "bf16-mixed.csv").read_bytes()
+
+
+def test_encode_errors_name_the_molecule():
+    gen = tiny_generator()  # max_len 30; vocabulary of SMALL_SMILES (no iodine)
+    cases = {
+        ("CCO", "C1CC"): "smiles[1] 'C1CC': invalid SMILES (cannot parse SMILES)",
+        ("C(C)(C)(C)(C)C",): (
+            "smiles[0] 'C(C)(C)(C)(C)C': invalid SMILES (Explicit valence for atom # 0 C, 5, is greater than permitted)"
+        ),
+        ("CCO", "c1ccccc1O", "CCI"): "smiles[2] 'CCI': unknown SELFIES token [I] (not in the vocabulary)",
+        ("CCO", "C" * 40): f"smiles[1] '{'C' * 40}': 41 tokens, longer than the model's cap of 30",
+    }
+    for smiles, message in cases.items():
+        with pytest.raises(MolgenError) as err:
+            gen.encode(list(smiles))
+        assert str(err.value) == message
+    assert len(gen.interpolate("CCO", "C" * 29, steps=3)) == 3  # 30 tokens fit the cap
+    with pytest.raises(MolgenError) as err:
+        gen.neighbours("C" * 30)
+    assert str(err.value) == f"smiles[0] '{'C' * 30}': 31 tokens, longer than the model's cap of 30"

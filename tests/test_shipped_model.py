@@ -23,3 +23,15 @@ def test_fixed_seed_gives_fixed_first_molecules():
     rows = gen.sample(4, seed=0, batch_size=4)
     assert [r["SMILES"] for r in rows] == GOLDEN_SEED0
     assert all(r["valid"] for r in rows)
+
+
+def test_cpu_device_and_the_cli_give_the_golden_molecules(tmp_path):
+    import csv
+
+    from molgen.cli import main
+
+    rows = Generator.load(device="cpu", precision="32-true").sample(4, seed=0, batch_size=4)
+    assert [r["SMILES"] for r in rows] == GOLDEN_SEED0
+    out = tmp_path / "lib.csv"
+    assert main(["sample", "-n", "4", "--seed", "0", "--batch-size", "4", "--device", "cpu", "--out", str(out)]) == 0
+    assert [r["SMILES"] for r in csv.DictReader(out.open())] == GOLDEN_SEED0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from molgen.data import ON_INVALID
+from molgen.device import DEVICE_HELP, resolve_device
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +18,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plots", default=None, help="folder for the IWAE-vs-K and mixture-usage plots")
     parser.add_argument("--smiles-column", default=None)
     parser.add_argument("--on-invalid", choices=ON_INVALID, default="error")
+    parser.add_argument("--device", default="auto", help=f"where the network runs: {DEVICE_HELP}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = evaluate(
         args.model, args.data, n=args.n, k=args.k, seed=args.seed, out=args.out, plots=args.plots,
-        smiles_column=args.smiles_column, on_invalid=args.on_invalid,
+        smiles_column=args.smiles_column, on_invalid=args.on_invalid, device=resolve_device(args.device),
     )  # fmt: skip
     print(format_report(report))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from molgen.device import DEVICE_HELP, resolve_device
 from molgen.errors import MolgenError
 
 
@@ -24,7 +25,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="torch threads for the network (default 1: SELFIES decoding runs in parallel worker processes)")
     parser.add_argument("--constraints", choices=("strict", "relaxed"), default=None,
                         help="decode with these SELFIES constraints instead of the model's saved setting")
-    parser.add_argument("--precision", choices=("32", "bf16"), default="32", help="network precision on CPU")
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed", "32", "bf16"), default="32-true",
+                        help="network precision, Lightning's names as in `molgen train` (32 and bf16: the old names)")
+    parser.add_argument("--device", default="auto", help=f"where the network runs: {DEVICE_HELP}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise MolgenError(f"--threads must be positive, not {args.threads}")
     import torch
 
+    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
-    generator = Generator.load(args.model, precision=args.precision, constraints=args.constraints)
+    generator = Generator.load(args.model, precision=args.precision, constraints=args.constraints, device=device)
     summary = generator.write_csv(
         args.out, args.n, temperature=args.temperature, mode=args.mode, component=args.component,
         seed=args.seed, batch_size=args.batch_size, unique=args.unique, valid_only=args.valid_only,

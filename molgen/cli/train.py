@@ -1,4 +1,4 @@
-"""`molgen train`: train a VAE (or, with --model lm, the language-model baseline) on a SMILES file."""
+"""`molgen train`: train a VAE (or, with --kind lm, the language-model baseline) on a SMILES file."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +22,7 @@ FLAG_KEYS = {
     "constraints": "data.constraints",
     "on_invalid": "data.on_invalid",
     "batch_size": "data.batch_size",
-    "model": "model.kind",
+    "kind": "model.kind",
     "max_steps": "trainer.max_steps",
     "max_time": "trainer.max_time",
     "max_epochs": "trainer.max_epochs",
@@ -53,7 +53,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--constraints", choices=("strict", "relaxed"), help="SELFIES semantic constraints")
     io.add_argument("--on-invalid", choices=("error", "skip"), help="stop at an invalid row, or skip it")
     run_group = parser.add_argument_group("training")
-    run_group.add_argument("--model", choices=("vae", "lm"), help="vae (default) or the autoregressive LM baseline")
+    run_group.add_argument("--kind", choices=("vae", "lm"), help="vae (default) or the autoregressive LM baseline")
+    run_group.add_argument("--model", dest="model_kind_flag", help=argparse.SUPPRESS)  # the old name of --kind
     run_group.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (-1: no step limit)")
     run_group.add_argument("--max-time", metavar="DD:HH:MM:SS", help="wall-clock budget of this stretch (not counting earlier ones)")
     run_group.add_argument("--max-epochs", type=int, metavar="N")
@@ -76,6 +77,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Merge defaults, the YAML file (or the resumed run's config.yaml) and command-line flags."""
+    if getattr(args, "model_kind_flag", None) is not None:
+        raise MolgenError(
+            "train has no --model (a checkpoint in sample and evaluate): the model family is --kind vae|lm"
+        )
     if args.config:
         config = load_config(args.config)
     elif args.resume and args.out and (Path(args.out) / "config.yaml").is_file():

@@ -16,6 +16,7 @@ recurrence over the padded positions remains per molecule.
 """
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Callable
 
@@ -23,6 +24,8 @@ import numpy as np
 import torch
 from fcd_torch import FCD
 from fcd_torch.utils import get_one_hot
+
+from molgen.device import ieee_fp32, resolve_device
 
 PAD_LEN = 350
 N_SYMBOLS = 35
@@ -47,8 +50,9 @@ class _PaddingAwareChemNet:
     def __init__(self, model: torch.nn.Sequential) -> None:
         self.features = model[:7]  # same-padding convolutions + SELU, then [B, T, 32]
         self.lstm1, self.lstm2 = model[8], model[11]
+        self.device = self.lstm2.weight_hh_l0.device
         with torch.inference_mode():
-            self.steps = self.features(torch.zeros(1, N_SYMBOLS, PAD_LEN)).shape[1]
+            self.steps = self.features(torch.zeros(1, N_SYMBOLS, PAD_LEN, device=self.device)).shape[1]
             outputs, self.h_zero, self.c_zero = self._zero_trajectory()
             # the second LSTM's input projection at forward position t reads step T-1-t of the trajectory
             self.gates2 = outputs.flip(0) @ self.lstm2.weight_ih_l0.T + self.lstm2.bias_ih_l0 + self.lstm2.bias_hh_l0
@@ -57,8 +61,8 @@ class _PaddingAwareChemNet:
         """The first LSTM run on zero inputs from the zero state: outputs [T, H] and the states
         h, c [T + 1, H] after 0..T steps."""
         hidden = self.lstm1.hidden_size
-        h, c = torch.zeros(1, 1, hidden), torch.zeros(1, 1, hidden)
-        zero_input = torch.zeros(1, 1, self.lstm1.input_size)
+        h, c = torch.zeros(1, 1, hidden, device=self.device), torch.zeros(1, 1, hidden, device=self.device)
+        zero_input = torch.zeros(1, 1, self.lstm1.input_size, device=self.device)
         outs, hs, cs = [], [h[0, 0]], [c[0, 0]]
         for _ in range(self.steps):
             out, (h, c) = self.lstm1(zero_input, (h, c))
@@ -79,7 +83,7 @@ class _PaddingAwareChemNet:
         h, c = h[0].clone(), c[0].clone()
         w_hh = self.lstm2.weight_hh_l0.T
         hidden = self.lstm2.hidden_size
-        gates, tanh_c = torch.empty(b, 4 * hidden), torch.empty(b, hidden)
+        gates, tanh_c = torch.empty(b, 4 * hidden, device=self.device), torch.empty(b, hidden, device=self.device)
         i, f, g, o = gates.chunk(4, dim=1)  # views, refreshed by every addmm below
         for t in range(m, steps):  # padded positions: input projections precomputed; buffers reused
             torch.addmm(self.gates2[t], h, w_hh, out=gates)
@@ -92,32 +96,41 @@ class _PaddingAwareChemNet:
         return h
 
 
-@functools.lru_cache(maxsize=1)
-def _fast_chemnet() -> _PaddingAwareChemNet:
-    return _PaddingAwareChemNet(_chemnet())
+@functools.lru_cache(maxsize=2)
+def _fast_chemnet(device: torch.device = torch.device("cpu")) -> _PaddingAwareChemNet:
+    """The padding-aware ChemNet on ``device`` (a copy of ``_chemnet()`` off the CPU)."""
+    model = _chemnet() if device.type == "cpu" else copy.deepcopy(_chemnet()).to(device)
+    return _PaddingAwareChemNet(model)
 
 
 def chemnet_activations(
-    tokens: np.ndarray, batch_size: int = 1024, progress: Callable[[int], None] | None = None
+    tokens: np.ndarray,
+    batch_size: int = 1024,
+    progress: Callable[[int], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """ChemNet penultimate activations (float32 [n, 512]) of token rows from ``chemnet_tokens``.
 
     Rows are batched by length so that each batch's padding is shared as widely as possible.
+    ``device``: where the network runs ("cpu", "cuda", "cuda:N" or "auto"); a GPU gives the CPU's
+    activations up to float rounding (fp32, no TF32).
     """
-    model = _fast_chemnet()
+    device = resolve_device(device)
     out = np.empty((len(tokens), 512), dtype=np.float32)
     scale = np.float32(1.0 / N_SYMBOLS)
     order = np.argsort((tokens != _NO_SYMBOL).sum(axis=1), kind="stable")
-    with torch.inference_mode():
-        for start in range(0, len(tokens), batch_size):
-            index = order[start : start + batch_size]
-            rows = torch.from_numpy(tokens[index].astype(np.int64))
-            one_hot = torch.zeros(len(rows), PAD_LEN, N_SYMBOLS + 1)
-            one_hot.scatter_(2, rows.clamp(max=N_SYMBOLS).unsqueeze(2), scale)
-            batch = one_hot[:, :, :N_SYMBOLS].transpose(1, 2)
-            out[index] = model(batch).numpy()
-            if progress is not None:
-                progress(len(rows))
+    with ieee_fp32(device):
+        model = _fast_chemnet(device)  # built outside inference mode: its weights stay ordinary tensors
+        with torch.inference_mode():
+            for start in range(0, len(tokens), batch_size):
+                index = order[start : start + batch_size]
+                rows = torch.from_numpy(tokens[index].astype(np.int64)).to(device)
+                one_hot = torch.zeros(len(rows), PAD_LEN, N_SYMBOLS + 1, device=device)
+                one_hot.scatter_(2, rows.clamp(max=N_SYMBOLS).unsqueeze(2), scale)
+                batch = one_hot[:, :, :N_SYMBOLS].transpose(1, 2)
+                out[index] = model(batch).cpu().numpy()
+                if progress is not None:
+                    progress(len(rows))
     return out
 
 

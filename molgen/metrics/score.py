@@ -9,13 +9,15 @@ from typing import Sequence
 
 import numpy as np
 import rdkit
+import torch
 
 import molgen
+from molgen.device import resolve_device
 from molgen.errors import MolgenError
 from molgen.metrics.fcd import chemnet_activations, frechet_distance, gaussian
 from molgen.metrics.fragments import cosine_similarity
 from molgen.metrics.molecules import MoleculeTable, describe
-from molgen.metrics.progress import bar
+from molgen.progress import bar
 from molgen.metrics.properties import wasserstein
 from molgen.metrics.reference import ReferenceStats, package_version, reference_stats, smiles_keys, training_keys
 from molgen.metrics.similarity import internal_diversity, nearest_similarity
@@ -63,9 +65,10 @@ def score(
     test_scaffolds: str | os.PathLike | None = None,
     train: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict:
     """The JSON-ready report of ``score_set`` (same arguments)."""
-    return score_set(smiles, test, test_scaffolds, train, cache_dir).report
+    return score_set(smiles, test, test_scaffolds, train, cache_dir, device).report
 
 
 def score_set(
@@ -74,19 +77,22 @@ def score_set(
     test_scaffolds: str | os.PathLike | None = None,
     train: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
 ) -> Scored:
     """MOSES metrics of the raw strings ``smiles`` (a generated set) against reference files.
 
     Returns a JSON-ready dict: the ``MOSES_KEYS`` with MOSES's definitions (Novelty only with
     ``train``, ``*/TestSF`` only with ``test_scaffolds``), ``structure`` (mean ring count, aromatic
     ring count and aromatic-atom fraction of the set and of the test set, with their W1),
-    ``counts``, ``references`` (paths and sha256) and ``versions``.
+    ``counts``, ``references`` (paths and sha256) and ``versions``. ``device``: where ChemNet runs
+    on the generated set ("cpu", "cuda", "cuda:N" or "auto"; the same FCD up to float rounding).
     """
+    device = resolve_device(device)
     if len(smiles) == 0:
         raise MolgenError("the generated set is empty")
     started = time.perf_counter()
-    test_ref = reference_stats(test, cache_dir=cache_dir)
-    scaffold_ref = reference_stats(test_scaffolds, cache_dir=cache_dir) if test_scaffolds is not None else None
+    test_ref = reference_stats(test, cache_dir=cache_dir, device=device)
+    scaffold_ref = reference_stats(test_scaffolds, cache_dir=cache_dir, device=device) if test_scaffolds is not None else None
     train_keys, train_sha = training_keys(train, cache_dir=cache_dir) if train is not None else (None, None)
 
     table = describe(smiles, generated=True, desc="generated set")
@@ -94,7 +100,7 @@ def score_set(
     for k in (1000, 10000):
         metrics[f"unique@{k}"] = _unique_at(table.smiles, k)
     with bar(len(table), "ChemNet generated") as progress:
-        activations = chemnet_activations(table.chemnet_tokens, progress=progress)
+        activations = chemnet_activations(table.chemnet_tokens, progress=progress, device=device)
     chemnet = gaussian(activations) if len(activations) >= 2 else None
     metrics.update(_against(table, chemnet, test_ref, "Test"))
     if scaffold_ref is not None:
@@ -126,8 +132,9 @@ def score_set(
         **({"train_unique": len(train_keys)} if train_keys is not None else {}),
     }
     report["references"] = {
-        "test": {"path": test_ref.path, "sha256": test_ref.sha256},
-        **({"test_scaffolds": {"path": scaffold_ref.path, "sha256": scaffold_ref.sha256}} if scaffold_ref else {}),
+        "test": {"path": test_ref.path, "sha256": test_ref.sha256, "statistics": test_ref.source},
+        **({"test_scaffolds": {"path": scaffold_ref.path, "sha256": scaffold_ref.sha256, "statistics": scaffold_ref.source}}
+           if scaffold_ref else {}),
         **({"train": {"path": str(train), "sha256": train_sha}} if train is not None else {}),
     }
     report["versions"] = {

@@ -95,6 +95,8 @@ class TrainerConfig:
     progress_bar: bool = True
     seed: int = 0
     threads: int | None = None  # torch intra-op threads per process; None: torch default
+    fcd_samples: int = 2000  # molecules sampled at every validation for val/fcd; 0 = off
+    fcd_reference: str | None = None  # SMILES file whose ChemNet statistics val/fcd is against; None: the validation set
 
 
 @dataclass
@@ -134,6 +136,7 @@ class TrainConfig:
             "objective.free_bits": self.objective.free_bits, "objective.usage_bonus": self.objective.usage_bonus,
             "objective.restart_every_steps": self.objective.restart_every_steps, "optim.weight_decay": self.optim.weight_decay,
             "optim.grad_clip": self.optim.grad_clip, "data.val_size": self.data.val_size,
+            "trainer.fcd_samples": self.trainer.fcd_samples,
             "data.num_workers": self.data.num_workers,
         }  # fmt: skip
         for key, value in non_negative.items():

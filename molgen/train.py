@@ -5,7 +5,6 @@ checkpoint by validation ELBO, ``model.pt`` (final weights, small, weights-only)
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -19,11 +18,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.loggers.logger import rank_zero_experiment
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
-from pytorch_lightning.loggers import CSVLogger
-from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from molgen.checkpoint import load_model, save_model
 from molgen.config import TrainConfig, save_config
@@ -31,6 +27,9 @@ from molgen.datamodule import MoleculeDataModule
 from molgen.errors import MolgenError
 from molgen.files import atomic_open, atomic_path
 from molgen.model.lightning import VAEModule
+from molgen.monitor import SampleFCD
+from molgen.run_metrics import RunMetrics
+from molgen.run_metrics import trim as trim_metrics
 from molgen.training_state import CONFIG_KEY, METRICS_KEY, read_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
@@ -117,15 +116,8 @@ class _RunConfig(Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
-class _ResumableMetrics(Callback):
-    """metrics.csv rows stay one per step across resumes.
-
-    Buffered rows are written with every checkpoint, so a resume finds every step up to it; and the
-    logging step is kept equal to the global step (after a mid-epoch resume Lightning restores it one short).
-    """
-
-    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+class _SaveMetricsWithCheckpoints(Callback):
+    """metrics.csv holds every step up to each checkpoint, so a resume finds them all."""
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         for logger in trainer.loggers:
@@ -139,52 +131,6 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
-
-
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer, but it continues an existing metrics.csv instead of deleting it."""
-
-    def _check_log_dir_exists(self) -> None:
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="", encoding="utf-8") as handle:
-                self.metrics_keys = next(csv.reader(handle), [])
-
-
-class _RunCSVLogger(CSVLogger):
-    """CSVLogger writing ``<out>/metrics.csv`` across resumes (rows after the checkpoint are trimmed first)."""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
-
-
-def _trim_metrics(path: Path, before_step: int) -> None:
-    """Keep the rows of ``path`` logged before ``before_step`` (drops a partial last line); remove it at step 0."""
-    if not path.is_file():
-        return
-    if before_step <= 0:
-        path.unlink()
-        return
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, [])
-        column = header.index("step") if "step" in header else None
-        rows = [r for r in reader if column is not None and len(r) == len(header) and _step(r[column]) < before_step]
-    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def _step(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return float("inf")
 
 
 def _check_run_folder(out: Path) -> None:
@@ -201,7 +147,7 @@ def _check_run_folder(out: Path) -> None:
 
 
 def _loggers(out: Path) -> list:
-    loggers: list = [_RunCSVLogger(save_dir=str(out), name="", version="")]
+    loggers: list = [RunMetrics(out / METRICS)]
     try:
         from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -292,7 +238,7 @@ def train(
 
     checkpoint = ModelCheckpoint(
         dirpath=str(out / CHECKPOINT_DIR),
-        filename="best-step{step}",
+        filename="best-step{global_step:.0f}",
         monitor="val/elbo",
         mode="max",
         save_top_k=1,
@@ -303,10 +249,12 @@ def train(
         dirpath=str(out / CHECKPOINT_DIR), filename=Path(LAST).stem, save_top_k=1, enable_version_counter=False
     )
     interrupt = _StopOnInterrupt()
-    cbs: list[Callback] = [checkpoint, last_checkpoint, _ValidateAtEnd(), _ResumableMetrics(), interrupt,
+    cbs: list[Callback] = [checkpoint, last_checkpoint, _ValidateAtEnd(), _SaveMetricsWithCheckpoints(), interrupt,
                            _RunConfig(config), *(callbacks or [])]  # fmt: skip
     if tc.max_time is not None:
         cbs.append(_StretchBudget(seconds(tc.max_time)))
+    if tc.fcd_samples > 0:
+        cbs.append(SampleFCD(tc.fcd_samples, tokenizer, tc.fcd_reference, dm.val_set.smiles or []))
     if tc.progress_bar:
         cbs.append(TQDMProgressBar(refresh_rate=10))
     trainer = pl.Trainer(
@@ -343,7 +291,7 @@ def train(
         if resume_from is not None and isinstance(history, str) and not (out / METRICS).exists():
             with atomic_open(out / METRICS, "w", encoding="utf-8") as handle:
                 handle.write(history)  # the earlier stretches' curves continue in this run folder
-        _trim_metrics(out / METRICS, start_step)
+        trim_metrics(out / METRICS, start_step)
     trainer.fit(module, datamodule=dm, ckpt_path=str(start_from) if start_from is not None else None)
     elapsed = time.perf_counter() - start
     if trainer.interrupted or interrupt.stopped_at is not None:

@@ -24,7 +24,7 @@ TINY_TRAIN_FLAGS = [
     "--batch-size", "16", "--threads", "1", "--no-progress", "--precision", "32-true",
     "--set", "data.val_size=40", "--set", "data.diag_molecules=40", "--set", "trainer.log_every_n_steps=1",
     "--set", "model.emb_dim=8", "--set", "model.enc_hidden=16", "--set", "model.dec_hidden=16",
-    "--set", "model.latent_dim=4", "--set", "model.n_components=2",
+    "--set", "model.latent_dim=4", "--set", "model.n_components=2", "--set", "trainer.fcd_samples=0",
 ]  # fmt: skip
 
 

@@ -27,7 +27,7 @@ TINY = [
     "--batch-size", "16", "--threads", "1", "--no-progress", "--precision", "32-true",
     "--set", "data.val_size=32", "--set", "data.diag_molecules=32", "--set", "trainer.log_every_n_steps=1",
     "--set", "model.emb_dim=8", "--set", "model.enc_hidden=16", "--set", "model.dec_hidden=16",
-    "--set", "model.latent_dim=4", "--set", "model.n_components=3",
+    "--set", "model.latent_dim=4", "--set", "model.n_components=3", "--set", "trainer.fcd_samples=0",
 ]  # fmt: skip
 
 
@@ -78,12 +78,23 @@ def test_shipped_configs_load_and_default_yaml_equals_the_builtin_defaults():
     assert lm.model.kind == "lm" and lm.model.dec_hidden == TrainConfig().model.dec_hidden
 
 
+def test_train_names_the_model_family_kind_and_refuses_the_old_model_flag(tmp_path, capsys):
+    args = build_parser().parse_args(["train", "--data", "d.csv", "--out", "o", "--kind", "lm"])
+    assert config_from_args(args).model.kind == "lm"
+    assert main(["train", "--data", "d.csv", "--out", str(tmp_path / "o"), "--model", "lm"]) == 2
+    assert capsys.readouterr().err == (
+        "molgen train: error: train has no --model (a checkpoint in sample and evaluate): "
+        "the model family is --kind vae|lm\n"
+    )
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_flags_override_the_config_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  latent_dim: 8\ntrainer:\n  max_steps: 7\n")
     args = build_parser().parse_args(
         ["train", "--config", str(path), "--data", "d.csv", "--out", "o", "--max-steps", "9", "--devices", "2",
-         "--strategy", "ddp", "--model", "lm", "--no-restart", "--set", "optim.lr=0.01"]
+         "--strategy", "ddp", "--kind", "lm", "--no-restart", "--set", "optim.lr=0.01"]
     )  # fmt: skip
     c = config_from_args(args)
     assert (c.model.latent_dim, c.trainer.max_steps, c.trainer.devices, c.trainer.strategy) == (8, 9, 2, "ddp")
@@ -128,7 +139,8 @@ def test_a_tiny_model_overfits_64_molecules(tmp_path):
          "data.diag_molecules": 64, "model.emb_dim": 32, "model.enc_hidden": 64, "model.dec_hidden": 128,
          "model.latent_dim": 16, "model.n_components": 4, "optim.lr": 3e-3, "objective.beta": 0.5,
          "objective.beta_warmup_molecules": 100 * 64, "trainer.max_steps": 250, "trainer.val_every_steps": 125,
-         "trainer.precision": "32-true", "trainer.progress_bar": False, "trainer.threads": 1},
+         "trainer.precision": "32-true", "trainer.progress_bar": False, "trainer.threads": 1,
+         "trainer.fcd_samples": 0},
     )  # fmt: skip
     tok, ts = load_tokenized(data)
     summary = train(config)
@@ -244,8 +256,36 @@ def test_a_stretch_budget_stops_this_call_not_the_run(tmp_path):
     assert summary["global_step"] == 3
 
 
+def test_every_validation_logs_the_fcd_of_sampled_molecules(tmp_path):
+    import csv
+
+    reference = smiles_file(tmp_path / "reference.csv", 300, start=1000)
+    flags = ["--max-steps", 4, "--val-every", 2, "--set", "trainer.fcd_samples=64",
+             "--set", f"trainer.fcd_reference={reference}"]  # fmt: skip
+    summary = train(config_for(tmp_path, *flags))
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "metrics.csv", encoding="utf-8")) if r.get("val/fcd")]
+    assert [int(r["step"]) for r in rows] == [1, 3]  # at both validations
+    assert all(float(r["val/fcd"]) > 0 and 0 < float(r["val/sample_valid"]) <= 1 for r in rows)
+    assert summary["val"]["fcd"] == pytest.approx(float(rows[-1]["val/fcd"]))
+
+
+def test_fcd_of_a_set_against_its_own_statistics_is_zero_and_moses_uses_the_shipped_ones():
+    from molgen.metrics.reference import shipped
+    from molgen.data import file_sha256
+    from molgen.metrics.fcd import frechet_distance
+    from molgen.monitor import chemnet_statistics, reference_statistics
+
+    smiles = (ROOT / "data" / "sample.csv").read_text().splitlines()[1:400]
+    mu, sigma = chemnet_statistics(smiles)
+    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+    test = ROOT / "data" / "moses" / "test.csv.gz"
+    mu_t, sigma_t = reference_statistics(test)
+    np.testing.assert_array_equal(mu_t, shipped("reference", file_sha256(test))["fcd_mu"])
+    assert frechet_distance(mu, sigma, mu_t, sigma_t) > 0.1
+
+
 def test_language_model_baseline_trains_and_reports_exact_log_likelihood(tmp_path):
-    summary = train(config_for(tmp_path, "--model", "lm", "--max-steps", 3, "--val-every", 3))
+    summary = train(config_for(tmp_path, "--kind", "lm", "--max-steps", 3, "--val-every", 3))
     assert summary["global_step"] == 3 and summary["model_kind"] == "lm"
     assert summary["val"]["kl"] == 0 and summary["val"]["elbo"] < 0 and summary["diagnostics"] == {}
     model, _ = load_model(tmp_path / "run" / "model.pt")

@@ -102,6 +102,9 @@ class VAEModule(pl.LightningModule):
             self.log("train/mol_per_s", rate, on_step=True, on_epoch=False)
         self._step_time = now
         log = dict(on_step=True, on_epoch=False, batch_size=len(lengths))
+        # rows are labelled with the index of the step (Lightning's public "step" metric), also after a resume
+        self.log("step", float(self.global_step), **log)
+        self.log("epoch", float(self.current_epoch), **log)
         self.log("train/loss", terms["loss"], **log)
         self.log("train/elbo", terms["elbo"].mean(), prog_bar=True, **log)
         self.log("train/rec", terms["rec"].mean(), **log)
@@ -163,6 +166,9 @@ class VAEModule(pl.LightningModule):
         for key, value in self.last_val.items():
             if key != "n_molecules":
                 self.log(f"val/{key}", value, prog_bar=key == "elbo", sync_dist=False)
+        self.log("step", float(self.global_step - 1), sync_dist=False)  # the step the validation follows
+        self.log("epoch", float(self.current_epoch), sync_dist=False)
+        self.log("global_step", float(self.global_step), logger=False)  # names the best checkpoint
         if self.model.kind == "vae" and not self.trainer.sanity_checking:
             self._diagnose()
 

@@ -26,9 +26,9 @@ from benchmarks.common import (  # noqa: E402
     DEFAULT_PEER_PYTHON, ensure_peer, load_average, machine, report, run_peer, slice_csv,
 )  # fmt: skip
 from molgen.config import TrainConfig  # noqa: E402
-from molgen.data import load_tokenized  # noqa: E402
 from molgen.model.vae import MoleculeVAE  # noqa: E402
 from molgen.sample import DEFAULT_CHECKPOINT, Generator  # noqa: E402
+from molgen.token_cache import load_tokenized  # noqa: E402
 from molgen.train import model_hparams  # noqa: E402
 
 

@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/tokenize_moses.py               # all 1,584,663 molecules
     PYTHONPATH=. .venv/bin/python benchmarks/tokenize_moses.py --rows 100000 # quick: the first 100,000
 
-``molgen.data.load_tokenized`` reads, canonicalizes (RDKit) and SELFIES-encodes every molecule in
+``molgen.token_cache.load_tokenized`` reads, canonicalizes (RDKit) and SELFIES-encodes every molecule in
 $MOLGEN_WORKERS processes (default: every core), builds the vocabulary and writes the token cache;
 the reload reads that cache. Both use a fresh temporary cache folder, so nothing earlier is reused.
 The full split takes about 7 minutes of 2-core time on an idle machine; --rows gives a quick run.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import TRAIN, load_average, machine, report, slice_csv  # noqa: E402
-from molgen.data import load_tokenized, n_workers  # noqa: E402
+from molgen.parallel import n_workers  # noqa: E402
+from molgen.token_cache import load_tokenized  # noqa: E402
 
 
 def main() -> None:

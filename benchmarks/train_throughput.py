@@ -24,9 +24,10 @@ import torch
 
 from common import machine  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from molgen.config import TrainConfig, apply_overrides, load_config, parse_override
-from molgen.data import load_tokenized
-from molgen.datamodule import BucketBatchSampler, pad_batch
+from molgen.datamodule import BucketBatchSampler
 from molgen.model.vae import MoleculeVAE
+from molgen.padding import pad_ids
+from molgen.token_cache import load_tokenized
 from molgen.train import model_hparams
 
 
@@ -57,7 +58,7 @@ def measure(config: TrainConfig, data, vocab_size: int, precision: str, steps: i
     for step in range(warmup + steps):
         if step == warmup:
             start, cpu_start, n_mol, n_tok = time.perf_counter(), time.process_time(), 0, 0
-        tokens, lengths = pad_batch([data.get(i) for i in next(batches)])
+        tokens, lengths = pad_ids([data.get(i) for i in next(batches)])
         with autocast:
             loss = model.elbo_terms(tokens, lengths, config.objective.kl_samples, 1.0)["loss"]
         opt.zero_grad(set_to_none=True)

@@ -27,7 +27,7 @@ from benchmarks.common import (  # noqa: E402
 )  # fmt: skip
 from benchmarks.train_throughput import measure  # noqa: E402
 from molgen.config import TrainConfig, apply_overrides  # noqa: E402
-from molgen.data import load_tokenized  # noqa: E402
+from molgen.token_cache import load_tokenized  # noqa: E402
 
 MOSES_SIZED = {"model.enc_hidden": 256, "model.enc_layers": 1, "model.dec_hidden": 512, "model.dec_layers": 3,
                "model.latent_dim": 128, "data.batch_size": 512}  # fmt: skip

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import pytorch_lightning as pl
@@ -10,24 +10,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from molgen.config import DataConfig
-from molgen.data import TokenizedSet, load_tokenized, subset
 from molgen.errors import MolgenError
+from molgen.padding import pad_ids, pad_molecules
+from molgen.token_cache import TokenizedSet, load_tokenized, subset
 from molgen.tokenizer import SelfiesTokenizer
-
-
-def pad_batch(seqs: Sequence[np.ndarray], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad id arrays into (tokens LongTensor[B, L], lengths LongTensor[B])."""
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    tokens = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        tokens[i, : len(s)] = torch.from_numpy(s.astype(np.int64))
-    return tokens, lengths
-
-
-def to_tensors(data: TokenizedSet, index: Sequence[int] | None = None, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens, lengths) tensors of the molecules at ``index`` (all when None)."""
-    index = range(len(data)) if index is None else index
-    return pad_batch([data.get(i) for i in index], pad_id)
 
 
 class TokenDataset(Dataset):
@@ -171,7 +157,7 @@ class MoleculeDataModule(pl.LightningDataModule):
         return DataLoader(
             TokenDataset(data),
             batch_sampler=sampler,
-            collate_fn=functools.partial(pad_batch, pad_id=self.pad_id),
+            collate_fn=functools.partial(pad_ids, pad_id=self.pad_id),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -208,4 +194,4 @@ class MoleculeDataModule(pl.LightningDataModule):
         """The first ``diag_molecules`` validation molecules sorted by length (the same on every rank)."""
         n = min(self.diag_molecules, len(self.val_set))
         order = np.argsort(self.val_set.lengths[:n], kind="stable")
-        return to_tensors(self.val_set, order, self.pad_id)
+        return pad_molecules(self.val_set, order, self.pad_id)

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from molgen import __version__
-from molgen.data import load_tokenized, padded
 from molgen.device import ieee_fp32, resolve_device
 from molgen.files import atomic_open, check_output_path
 from molgen.likelihood import likelihood_report
 from molgen.model.diagnostics import collapse_diagnostics
+from molgen.padding import pad_molecules
+from molgen.token_cache import load_tokenized
 
 
 def evaluate(
@@ -59,7 +60,7 @@ def evaluate(
             # the same seeded subset as the likelihood (use n >= 1,000 for stable active units and MI)
             rng = np.random.default_rng(seed)
             index = np.sort(rng.choice(len(data), size=min(n, len(data)), replace=False))
-            tokens, lengths = (torch.from_numpy(a) for a in padded(data, index, model.pad_id))
+            tokens, lengths = pad_molecules(data, index, model.pad_id)
             report["diagnostics"] = collapse_diagnostics(model, (tokens, lengths), seed=seed)
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["molgen_version"] = __version__

@@ -1,11 +1,15 @@
-"""Atomic file output: write to a temporary name in the same folder, then rename."""
+"""Files: atomic output (a temporary name in the same folder, then rename), content hashes, the
+cache folder and string arrays for .npz files."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Sequence
+
+import numpy as np
 
 from molgen.errors import MolgenError
 
@@ -77,3 +81,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise MolgenError(f"{path}: no such file") from None
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$MOLGEN_CACHE_DIR`` or ``~/.cache/molgen``."""
+    return Path(os.environ.get("MOLGEN_CACHE_DIR", Path.home() / ".cache" / "molgen"))
+
+
+def pack_strings(strings: Sequence[str]) -> np.ndarray:
+    """Strings as one uint8 array (newline-separated UTF-8), for .npz files without pickles."""
+    return np.frombuffer("\n".join(strings).encode("utf-8"), dtype=np.uint8)
+
+
+def unpack_strings(array: np.ndarray) -> list[str]:
+    """The strings of ``pack_strings``."""
+    text = array.tobytes().decode("utf-8")
+    return text.split("\n") if text else []

@@ -13,11 +13,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from molgen.data import TokenizedSet, padded
 from molgen.errors import MolgenError
-from molgen.model.prior import LOG_2PI
-from molgen.model.vae import MoleculeVAE
+from molgen.model.vae import MoleculeVAE, draw_posterior, kl_estimate
+from molgen.padding import pad_molecules
 from molgen.progress import track
+from molgen.token_cache import TokenizedSet
 
 LN2 = math.log(2.0)
 
@@ -42,20 +42,16 @@ def log_weights(
         return {"log_w": exact.expand(k, -1), "rec": exact.expand(k, -1), "kl": torch.zeros_like(exact)}
     mu, logvar = model.encode(tokens, lengths)
     mu, logvar = mu.float(), logvar.float()
-    std = torch.exp(0.5 * logvar)
     log_w, rec, log_pz = [], [], []
     for start in range(0, k, chunk):
-        c = min(chunk, k - start)
-        eps = torch.randn((c, *mu.shape), generator=generator).to(mu.device)
-        z = mu + std * eps
-        log_q = (-0.5 * (eps**2 + LOG_2PI) - 0.5 * logvar).sum(-1)
-        lp_z = model.prior.log_prob(z)
-        lp_x = model.log_px_z(tokens, lengths, z)
+        draws = draw_posterior(model.prior, mu, logvar, min(chunk, k - start), generator)
+        lp_z = draws.log_pz
+        lp_x = model.log_px_z(tokens, lengths, draws.z)
         rec.append(lp_x.double())
         log_pz.append(lp_z.double())
-        log_w.append(lp_x.double() + lp_z.double() - log_q.double())
-    entropy = (0.5 * (1.0 + LOG_2PI + logvar)).sum(-1).double()
-    return {"log_w": torch.cat(log_w), "rec": torch.cat(rec), "kl": -entropy - torch.cat(log_pz).mean(0)}
+        log_w.append(lp_x.double() + lp_z.double() - draws.log_q().double())
+    entropy = draws.entropy.sum(-1).double()
+    return {"log_w": torch.cat(log_w), "rec": torch.cat(rec), "kl": kl_estimate(entropy, torch.cat(log_pz))}
 
 
 def _mean_se(x: np.ndarray) -> tuple[float, float]:
@@ -86,8 +82,8 @@ def likelihood_report(
     device = next(model.parameters()).device
     starts = range(0, len(index), batch_size)
     for start in track(starts, len(starts), f"likelihood (IWAE-{k})", unit="batches", enabled=progress, quiet_below=0):
-        batch = padded(data, index[start : start + batch_size], model.pad_id)
-        tokens, lengths = (torch.from_numpy(a).to(device) for a in batch)
+        batch = pad_molecules(data, index[start : start + batch_size], model.pad_id)
+        tokens, lengths = (t.to(device) for t in batch)
         parts = {name: value.cpu() for name, value in log_weights(model, tokens, lengths, k, chunk, generator).items()}
         log_w = parts["log_w"]
         for x in ks:

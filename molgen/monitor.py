@@ -18,9 +18,11 @@ import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from molgen.data import canonicalize, file_sha256, read_column
+from molgen.chemistry import canonicalize
+from molgen.files import file_sha256
 from molgen.metrics.fcd import chemnet_activations, chemnet_tokens, frechet_distance, gaussian
 from molgen.metrics.reference import shipped
+from molgen.readers import read_column
 from molgen.tokenizer import SelfiesTokenizer
 
 REFERENCE_MOLECULES = 20_000  # ChemNet statistics of a reference file without shipped ones: its first molecules

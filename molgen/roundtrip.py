@@ -5,7 +5,9 @@ import os
 
 import selfies as sf
 
-from molgen.data import canonicalize, parallel_map, read_column
+from molgen.chemistry import canonicalize
+from molgen.parallel import parallel_map
+from molgen.readers import read_column
 from molgen.tokenizer import selfies_to_smiles, use_constraints
 
 

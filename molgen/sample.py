@@ -16,11 +16,13 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from molgen.data import canonical_or_reason, n_workers
+from molgen.chemistry import canonical_or_reason
 from molgen.device import resolve_device
-from molgen.errors import MolgenError
+from molgen.errors import MolgenError, check_molecule_count
 from molgen.files import atomic_open
 from molgen.model.vae import MoleculeVAE
+from molgen.padding import pad_ids
+from molgen.parallel import n_workers
 from molgen.progress import bar
 from molgen.resources import MODEL, bundled
 from molgen.tokenizer import SelfiesTokenizer, selfies_to_smiles, use_constraints
@@ -197,8 +199,7 @@ class Generator:
         seed: int = 0,
     ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
         """Yield (SELFIES strings, nll, component) per batch until ``n`` molecules were drawn."""
-        if n <= 0:
-            raise MolgenError(f"number of molecules must be positive, not {n}")
+        check_molecule_count(n)
         if batch_size <= 0:
             raise MolgenError(f"batch size must be positive, not {batch_size}")
         generator = torch.Generator().manual_seed(seed)
@@ -250,8 +251,7 @@ class Generator:
         """
         import time
 
-        if n <= 0:
-            raise MolgenError(f"number of molecules must be positive, not {n}")
+        check_molecule_count(n)
         start = time.perf_counter()
         budget = n * (max_attempts_factor if (unique or valid_only) else 1)
         seen: set[str] = set()
@@ -325,11 +325,7 @@ class Generator:
                 raise MolgenError(
                     f"smiles[{i}] {s!r}: {len(ids[-1])} tokens, longer than the model's cap of {self.model.max_len}"
                 )
-        lengths = torch.tensor([len(x) for x in ids])
-        tokens = torch.full((len(ids), int(lengths.max())), self.tokenizer.pad_id, dtype=torch.long)
-        for i, x in enumerate(ids):
-            tokens[i, : len(x)] = torch.tensor(x)
-        return tokens, lengths
+        return pad_ids(ids, self.tokenizer.pad_id)
 
     def _require_vae(self) -> None:
         if not self.is_vae:

@@ -269,7 +269,7 @@ def train(
         check_val_every_n_epoch=None,
         log_every_n_steps=tc.log_every_n_steps,
         gradient_clip_val=config.optim.grad_clip or None,
-        logger=_loggers(out) if _is_rank_zero_env() else False,
+        logger=_loggers(out) if is_rank_zero() else False,
         callbacks=cbs,
         enable_progress_bar=tc.progress_bar,
         enable_model_summary=False,
@@ -304,7 +304,8 @@ def train(
     return summary
 
 
-def _is_rank_zero_env() -> bool:
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0 by its environment (usable before and after the Trainer exists)."""
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 

@@ -13,13 +13,15 @@ KEYS = ["valid", "unique@10000", "FCD/Test", "FCD/TestSF", "SNN/Test", "Frag/Tes
 
 def main() -> None:
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "out/model-card")
-    print("| model | " + " | ".join(KEYS) + " |")
-    print("|---" * (len(KEYS) + 1) + "|")
-    for name in ("strict", "relaxed"):
+    print("| model | " + " | ".join(KEYS) + " | aromatic-atom fraction |")
+    print("|---" * (len(KEYS) + 2) + "|")
+    for name in ("strict", "relaxed", "relaxed-redrawn"):
         path = folder / f"score-{name}.json"
         if path.exists():
             report = json.loads(path.read_text())
             cells = [f"{report[k]:.3f}" if isinstance(report.get(k), (int, float)) else "–" for k in KEYS]
+            aromatic = report.get("structure", {}).get("aromatic_atom_fraction", {})
+            cells.append(f"{aromatic['set']:.3f} (test {aromatic['test']:.3f})" if aromatic else "–")
             print(f"| molgen ({name} decoding) | " + " | ".join(cells) + " |")
     print()
     print("| model | -ELBO (nats/mol) | -IWAE-K (nats/mol) | bits/token (IWAE) | KL | active units | N_eff |")

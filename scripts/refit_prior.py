@@ -10,8 +10,8 @@ import argparse
 import json
 
 from molgen.checkpoint import load_model, save_model
-from molgen.data import load_tokenized
 from molgen.model.prior_fit import refit_prior
+from molgen.token_cache import load_tokenized
 
 
 def main() -> None:

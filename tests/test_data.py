@@ -3,9 +3,11 @@ import gzip
 
 import numpy as np
 import pytest
+import torch
 
-from molgen.data import load_tokenized, read_column, read_smiles, subset
 from molgen.errors import MolgenError
+from molgen.readers import read_column, read_smiles
+from molgen.token_cache import load_tokenized, subset
 from molgen.tokenizer import SelfiesTokenizer
 
 from conftest import SMALL_SMILES
@@ -108,12 +110,12 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(small_csv, tmp_pa
     cache = tmp_path / "cache"
     tok, first = load_tokenized(small_csv, cache_dir=cache)
     assert len(list(cache.glob("*.npz"))) == 1
-    import molgen.data as data_module
+    import molgen.token_cache as token_cache_module
 
     def fail(*args, **kwargs):
         raise AssertionError("tokenized again instead of using the cache")
 
-    monkeypatch.setattr(data_module, "parallel_map", fail)
+    monkeypatch.setattr(token_cache_module, "parallel_map", fail)
     tok2, second = load_tokenized(small_csv, cache_dir=cache)
     assert tok2 == tok and (second.ids == first.ids).all() and second.smiles == first.smiles
     monkeypatch.undo()
@@ -148,7 +150,7 @@ def test_subset_keeps_molecules_in_order(small_csv, tmp_path):
 
 
 def test_a_given_vocabulary_reuses_the_file_cache_by_remapping(small_csv, tmp_path, monkeypatch):
-    import molgen.data as data_module
+    import molgen.token_cache as token_cache_module
 
     load_tokenized(small_csv, cache_dir=tmp_path)
     other = SelfiesTokenizer.build(SMALL_SMILES[:3] + ["CCCl", "CCBr", "CCS"])  # another id order, missing tokens
@@ -156,10 +158,29 @@ def test_a_given_vocabulary_reuses_the_file_cache_by_remapping(small_csv, tmp_pa
     def fail(*args, **kwargs):
         raise AssertionError("tokenized again instead of remapping the cached ids")
 
-    monkeypatch.setattr(data_module, "parallel_map", fail)
+    monkeypatch.setattr(token_cache_module, "parallel_map", fail)
     tok, data = load_tokenized(small_csv, other, on_invalid="skip", cache_dir=tmp_path)
     assert tok is other and len(data) >= 3
     for i, smiles in enumerate(data.smiles):
         assert other.decode(data.get(i))[1] == smiles
     assert {r.reason.split(" (")[0][:22] for r in data.rejects} == {"unknown SELFIES token "}
     assert all(r.line > 1 for r in data.rejects)
+
+
+def test_padding_right_pads_each_molecule_in_the_order_asked(small_csv, tmp_path):
+    from molgen.padding import pad_ids, pad_molecules
+
+    _, data = load_tokenized(small_csv, cache_dir=tmp_path)
+    index = [4, 0, 2, 4]
+    tokens, lengths = pad_molecules(data, index, pad_id=7)
+    assert tokens.dtype == lengths.dtype == torch.long
+    assert lengths.tolist() == [len(data.get(i)) for i in index] and tokens.shape == (4, max(lengths.tolist()))
+    for row, i in zip(tokens.tolist(), index):
+        ids = data.get(i).tolist()
+        assert row == ids + [7] * (tokens.shape[1] - len(ids))
+    every, _ = pad_molecules(data)
+    assert every.shape[0] == len(data) and every[2].tolist()[: len(data.get(2))] == data.get(2).tolist()
+    from_lists, list_lengths = pad_ids([[5, 6, 2], [2]], pad_id=0)
+    assert from_lists.tolist() == [[5, 6, 2], [2, 0, 0]] and list_lengths.tolist() == [3, 1]
+    empty, no_lengths = pad_ids([])
+    assert empty.shape == (0, 0) and no_lengths.shape == (0,)

@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 
 from molgen.checkpoint import load_model
 from molgen.config import load_config
-from molgen.data import canonicalize, load_tokenized, read_rows, read_smiles
+from molgen.chemistry import canonicalize
 from molgen.errors import MolgenError
+from molgen.readers import read_rows, read_smiles
+from molgen.token_cache import load_tokenized
 from molgen.tokenizer import SelfiesTokenizer, selfies_to_smiles, smiles_to_tokens
 
 from conftest import SMALL_SMILES

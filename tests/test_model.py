@@ -9,9 +9,10 @@ from torch import nn
 
 from molgen.checkpoint import load_model, save_model
 from molgen.errors import MolgenError
-from molgen.model.diagnostics import aggregate_mutual_information, collapse_diagnostics, summarize
+from molgen.model.diagnostics import aggregate_mutual_information, collapse_diagnostics, posterior_statistics, summarize
 from molgen.model.prior import MixturePrior
 from molgen.model.vae import MoleculeVAE
+from molgen.padding import pad_ids
 from molgen.tokenizer import SelfiesTokenizer
 
 from conftest import SMALL_SMILES
@@ -21,12 +22,8 @@ SIZES = dict(emb_dim=16, enc_hidden=24, dec_hidden=32, latent_dim=6, n_component
 
 
 def make_batch(tok: SelfiesTokenizer, smiles=SMALL_SMILES, extra_pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = [tok.encode(s) for s in smiles]
-    lengths = torch.tensor([len(x) for x in ids])
-    tokens = torch.full((len(ids), int(lengths.max()) + extra_pad), tok.pad_id, dtype=torch.long)
-    for i, x in enumerate(ids):
-        tokens[i, : len(x)] = torch.tensor(x)
-    return tokens, lengths
+    tokens, lengths = pad_ids([tok.encode(s) for s in smiles], tok.pad_id)
+    return nn.functional.pad(tokens, (0, extra_pad), value=tok.pad_id), lengths
 
 
 @pytest.fixture
@@ -122,15 +119,28 @@ def test_language_model_has_no_encoder_or_prior_and_ignores_z(tok):
 
 def test_word_dropout_acts_only_in_training_mode(tok):
     model = make_model(tok, word_dropout=0.5)
+    plain = make_model(tok)  # the same seed: the same weights, without word dropout
     tokens, lengths = make_batch(tok)
-    z = torch.randn(len(lengths), SIZES["latent_dim"])
+    z = torch.randn(len(lengths), SIZES["latent_dim"], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        a, b = model.log_px_z(tokens, lengths, z), model.log_px_z(tokens, lengths, z)
+        reference = plain.log_px_z(tokens, lengths, z)
+        torch.testing.assert_close(model.eval().log_px_z(tokens, lengths, z), reference, rtol=0, atol=0)
+        torch.testing.assert_close(plain.train().log_px_z(tokens, lengths, z), reference, rtol=0, atol=0)
         model.train()
+        torch.manual_seed(0)
+        a = model.log_px_z(tokens, lengths, z)
         torch.manual_seed(1)
-        c = model.log_px_z(tokens, lengths, z)
-    torch.testing.assert_close(a, b)
-    assert not torch.allclose(a, c)
+        b = model.log_px_z(tokens, lengths, z)
+        assert (a - reference).abs().max() > 0.1 and (a - b).abs().max() > 0.1  # a new mask every call
+        # rate 1: every input after <bos> is <pad>; the same as feeding those inputs to the decoder by hand
+        model.word_dropout = 1.0
+        width = int(lengths.max())
+        inputs = torch.full((len(lengths), width), tok.pad_id)
+        inputs[:, 0] = tok.bos_id
+        logits, _ = model.decoder(inputs, z, model.decoder.initial_state(z, len(lengths)))
+        logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, :width].unsqueeze(-1)).squeeze(-1)
+        expected = (logp * (torch.arange(width) < lengths.unsqueeze(1))).sum(-1)
+        torch.testing.assert_close(model.log_px_z(tokens, lengths, z), expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["vae", "lm"])
@@ -316,15 +326,83 @@ def test_elbo_is_rec_minus_kl_and_the_loss_weights_kl_by_beta(tok):
     torch.testing.assert_close(t["loss"], -(t["rec"].mean() - 0.3 * t["kl"].mean()))
 
 
-def test_free_bits_stop_the_kl_gradient_of_dimensions_below_the_floor(tok):
-    model = make_model(tok)
+def _kl_term_and_draws(model: MoleculeVAE, tokens, lengths, free_bits: float):
+    """The KL term of the loss (beta = 1), its gradient w.r.t. the encoder outputs mu and logvar [B, D],
+    and the draws z [S, B, D] it used (seed 0 every call, so every call sees the same draws)."""
+    mu0, logvar0 = (t.detach() for t in MoleculeVAE.encode(model, tokens, lengths))
+    mu, logvar = mu0.clone().requires_grad_(), logvar0.clone().requires_grad_()
+    model.encode = lambda *args: (mu, logvar)  # the encoder outputs as leaves whose gradient we read
+    seen = []
+    joint = MixturePrior.joint_log_prob.__get__(model.prior)
+    model.prior.joint_log_prob = lambda z: (seen.append(z.detach().clone()), joint(z))[1]
+    try:
+        torch.manual_seed(0)
+        terms = model.elbo_terms(tokens, lengths, beta=1.0, free_bits=free_bits)
+    finally:
+        del model.encode, model.prior.joint_log_prob
+    kl_term = terms["loss"] + terms["rec"].mean()  # loss = -(mean rec - KL term)
+    g_mu, g_logvar = torch.autograd.grad(kl_term, (mu, logvar))
+    return kl_term.detach(), g_mu, g_logvar, seen[0], mu0, logvar0
+
+
+def _hand_kl_per_dim(prior: MixturePrior, z: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Batch-mean KL of each dimension against the prior's 1-D marginal, from the same draws: [D]."""
+    with torch.no_grad():
+        w = torch.softmax(prior.logits.double(), -1)  # [K]
+        m, s = prior.means.double(), prior.log_scales.double().exp()  # [K, D]
+        dens = torch.exp(-0.5 * ((z.double().unsqueeze(-2) - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+        log_marginal = torch.log((w.unsqueeze(-1) * dens).sum(-2))  # [S, B, D]
+        entropy = 0.5 * (1 + math.log(2 * math.pi) + logvar.double())  # [B, D]
+        return (-entropy - log_marginal.mean(0)).mean(0)
+
+
+@pytest.mark.parametrize("n_components", [1, 3])
+def test_free_bits_stop_the_kl_gradient_of_dimensions_below_the_floor(tok, n_components):
+    model = make_model(tok, n_components=n_components)
     tokens, lengths = make_batch(tok)
-    torch.manual_seed(0)
-    plain = model.elbo_terms(tokens, lengths, free_bits=0.0)
-    torch.manual_seed(0)
-    floored = model.elbo_terms(tokens, lengths, free_bits=1e3)
-    # far above every dimension's KL: the loss is -rec + (KL - sum_d KL_d) + D * floor
-    assert floored["loss"].item() > plain["loss"].item() + 1e3
+    plain, g_mu, g_logvar, z, _, logvar = _kl_term_and_draws(model, tokens, lengths, free_bits=0.0)
+    kl_d = _hand_kl_per_dim(model.prior, z, logvar)  # K=1: [0.41 1.82 0.53 4.53 0.49 1.57]; K=3: [0.04 0.73 0.10 0.16 0.13 1.80]
+    floor = float(kl_d.sort().values[2:4].mean())  # between the third and the fourth smallest
+    below, above = kl_d < floor, kl_d > floor
+    assert below.sum() == 3 and above.sum() == 3
+    floored, f_mu, f_logvar, z_f, _, _ = _kl_term_and_draws(model, tokens, lengths, free_bits=floor)
+    assert torch.equal(z_f, z)  # the same draws
+    # the value: KL - sum_d KL_d + sum_d max(floor, KL_d), i.e. the plain KL plus each dimension's shortfall
+    expected = plain.double() + (floor - kl_d[below]).sum()
+    assert floored.item() == pytest.approx(expected.item(), abs=1e-5)
+    # dimensions above the floor keep the plain KL gradient
+    torch.testing.assert_close(f_mu[:, above], g_mu[:, above], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(f_logvar[:, above], g_logvar[:, above], rtol=1e-5, atol=1e-7)
+    assert g_mu[:, below].abs().sum() > 0.1 and g_logvar[:, below].abs().sum() > 0.1  # plain KL did pull them
+    if n_components == 1:  # the KL is a sum over dimensions: a dimension below the floor gets no KL gradient
+        assert f_mu[:, below].abs().max() < 1e-6 and f_logvar[:, below].abs().max() < 1e-6
+    else:  # a mixture KL is not a sum over dimensions: only that dimension's marginal KL is taken out
+        assert (f_mu[:, below] - g_mu[:, below]).abs().sum() > 0.1
+
+
+def test_marginal_log_prob_is_the_1d_mixture_marginal_of_each_dimension():
+    torch.manual_seed(3)
+    prior = MixturePrior(latent_dim=3, n_components=4)
+    with torch.no_grad():
+        prior.logits.copy_(torch.tensor([0.3, -1.0, 2.0, 0.0]))
+        prior.log_scales.copy_(torch.randn(4, 3) * 0.5)
+    z = torch.randn(2, 5, 3) * 1.5
+    got = prior.marginal_log_prob(z).detach()
+    assert got.shape == (2, 5, 3)
+    logits = prior.logits.tolist()
+    pi = [math.exp(a) / sum(math.exp(b) for b in logits) for a in logits]
+    means, scales = prior.means.tolist(), prior.log_scales.exp().tolist()
+    for index in [(i, j) for i in range(2) for j in range(5)]:
+        for d in range(3):
+            x = float(z[index][d])
+            mixture = sum(
+                pi[k] * math.exp(-0.5 * ((x - means[k][d]) / scales[k][d]) ** 2) / (scales[k][d] * math.sqrt(2 * math.pi))
+                for k in range(4)
+            )
+            assert float(got[index][d]) == pytest.approx(math.log(mixture), abs=1e-5), (index, d)
+    # with one component it is that Gaussian's 1-D log density, and the dimensions sum to log p(z)
+    single = MixturePrior(latent_dim=3, n_components=1)
+    torch.testing.assert_close(single.marginal_log_prob(z).sum(-1), single.log_prob(z), rtol=0, atol=1e-5)
 
 
 def _grads(model: MoleculeVAE, loss: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -381,6 +459,41 @@ def test_diagnostics_count_active_units_usage_and_dead_components():
     assert diag["mixture_usage"][3] == 0.0
 
 
+def _usage_stats(resp: torch.Tensor) -> dict[str, torch.Tensor]:
+    n, d = resp.shape[0], 2
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(n, d, generator=g)
+    return {"mu": mu, "logvar": torch.zeros(n, d), "z": mu.clone(), "resp": resp, "kl": torch.ones(n),
+            "kl_dim": torch.ones(n, d) / d, "rec": -torch.ones(n), "elbo": -2 * torch.ones(n)}  # fmt: skip
+
+
+N_EFF_CASES = {  # responsibilities of 400 molecules over 4 components -> (N_eff, I(x;k), dead components)
+    "hard-uniform": (4.0, math.log(4), []),
+    "soft-uniform": (4.0, 0.0, []),
+    "one-hot": (1.0, 0.0, [1, 2, 3]),
+    "halves-and-quarters": (2**1.5, 1.5 * math.log(2), [3]),
+}
+
+
+@pytest.mark.parametrize("name", list(N_EFF_CASES))
+def test_n_eff_is_the_exponential_of_the_usage_entropy(name):
+    n_eff, mi_x_k, dead = N_EFF_CASES[name]
+    n, k = 400, 4
+    resp = torch.zeros(n, k)
+    if name == "hard-uniform":  # each molecule sure of its component, the components used equally
+        resp[torch.arange(n), torch.arange(n) % k] = 1.0
+    elif name == "soft-uniform":  # every molecule spread evenly: the same usage, no information about k
+        resp[:] = 1.0 / k
+    elif name == "one-hot":  # every molecule in component 0
+        resp[:, 0] = 1.0
+    else:  # usage (1/2, 1/4, 1/4, 0), each molecule sure: N_eff = exp(1.5 log 2)
+        resp[torch.arange(n), torch.tensor([0, 0, 1, 2]).repeat(n // 4)] = 1.0
+    diag = summarize(_usage_stats(resp), torch.zeros(k))
+    assert diag["n_eff"] == pytest.approx(n_eff, rel=1e-5)
+    assert diag["mi_x_k"] == pytest.approx(mi_x_k, abs=1e-5)
+    assert diag["dead_components"] == dead
+
+
 def test_mutual_information_is_log_n_for_separated_posteriors_and_zero_for_identical_ones():
     n, d = 200, 4
     g = torch.Generator().manual_seed(0)
@@ -400,7 +513,10 @@ def test_collapse_diagnostics_run_on_a_plain_model_and_tensors(tok):
     assert collapse_diagnostics(model, batch, batch_size=3)["n_molecules"] == len(SMALL_SMILES)
     assert model.training  # mode restored
     assert diag["n_molecules"] == len(SMALL_SMILES) and len(diag["kl_per_dim"]) == SIZES["latent_dim"]
-    assert len(diag["mixture_usage"]) == SIZES["n_components"] and 1.0 <= diag["n_eff"] <= SIZES["n_components"]
+    assert len(diag["mixture_usage"]) == SIZES["n_components"]
+    usage = posterior_statistics(model, batch)["resp"].mean(0)  # the same seed: the same draws
+    assert diag["mixture_usage"] == pytest.approx(usage.tolist(), abs=1e-5)
+    assert diag["n_eff"] == pytest.approx(math.exp(-sum(u * math.log(u) for u in usage.tolist())), rel=1e-5)
     assert diag["kl"] == pytest.approx(again["kl"], rel=1e-4)  # same seed, same draws
     assert collapse_diagnostics(make_model(tok, kind="lm"), batch) == {"kind": "lm"}
 

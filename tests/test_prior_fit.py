@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from molgen.data import TokenizedSet
 from molgen.model.prior_fit import fit_diagonal_gmm, refit_prior
 from molgen.model.vae import MoleculeVAE
+from molgen.token_cache import TokenizedSet
 from molgen.tokenizer import SelfiesTokenizer
 
 from conftest import SMALL_SMILES

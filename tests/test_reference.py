@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from molgen.data import file_sha256, read_column
+from molgen.files import file_sha256
 from molgen.metrics import reference
 from molgen.metrics.fcd import chemnet_activations, chemnet_tokens
 from molgen.metrics.molecules import parse
 from molgen.metrics.properties import PROPERTIES, properties
+from molgen.readers import read_column
 
 from conftest import ROOT
 

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import molgen.data as data_module
 import molgen.sample as sample_module
-from molgen.data import load_tokenized
+import molgen.token_cache as token_cache_module
 from molgen.evaluate import evaluate
 from molgen.files import atomic_open, atomic_path
 from molgen.sample import Generator
+from molgen.token_cache import load_tokenized
 
 from reliability_fixtures import molgen_env, molgen_process, run_cli, tiny_model, training_file
 
@@ -154,7 +154,7 @@ def test_error_while_writing_the_token_cache_keeps_the_previous_cache(tmp_path, 
         handle.write(b"PK\x03\x04 half a cache")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(data_module, "_load_cache", lambda path: None)  # tokenize and write the cache again
+    monkeypatch.setattr(token_cache_module, "_load_cache", lambda path: None)  # tokenize and write the cache again
     monkeypatch.setattr(np, "savez", half_savez)
     with pytest.raises(OSError, match="No space left"):
         load_tokenized(data, cache_dir=cache)
@@ -176,7 +176,7 @@ def test_damaged_cache_is_rebuilt_not_trusted(tmp_path):
 _CACHE_WORKER = """
 import hashlib, os, sys
 from pathlib import Path
-from molgen.data import load_tokenized
+from molgen.token_cache import load_tokenized
 data, cache, rounds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 digests = set()
 for i in range(rounds):

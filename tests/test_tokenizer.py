@@ -3,8 +3,9 @@ import json
 import pytest
 import selfies as sf
 
-from molgen.data import canonicalize, read_column
+from molgen.chemistry import canonicalize
 from molgen.errors import MolgenError
+from molgen.readers import read_column
 from molgen.roundtrip import roundtrip_one
 from molgen.tokenizer import SelfiesTokenizer, constraint_table, selfies_to_smiles, use_constraints
 

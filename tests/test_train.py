@@ -16,12 +16,14 @@ from molgen.checkpoint import load_model
 from molgen.cli import build_parser, main
 from molgen.cli.train import config_from_args
 from molgen.config import TrainConfig, apply_overrides, load_config
-from molgen.datamodule import BucketBatchSampler, to_tensors
-from molgen.data import load_tokenized
+from molgen.datamodule import BucketBatchSampler
 from molgen.errors import MolgenError
+from molgen.padding import pad_molecules
+from molgen.token_cache import load_tokenized
 from molgen.train import train
 
 from conftest import ROOT
+from stepwise import lm_log_likelihood
 
 TINY = [
     "--batch-size", "16", "--threads", "1", "--no-progress", "--precision", "32-true",
@@ -145,7 +147,7 @@ def test_a_tiny_model_overfits_64_molecules(tmp_path):
     tok, ts = load_tokenized(data)
     summary = train(config)
     assert summary["global_step"] == 250
-    tokens, lengths = to_tensors(ts)
+    tokens, lengths = pad_molecules(ts)
     torch.manual_seed(0)
     untrained = load_model(tmp_path / "run" / "model.pt")[0]
     untrained.load_state_dict(type(untrained)(**untrained.hparams_dict).state_dict())
@@ -271,7 +273,7 @@ def test_every_validation_logs_the_fcd_of_sampled_molecules(tmp_path):
 
 def test_fcd_of_a_set_against_its_own_statistics_is_zero_and_moses_uses_the_shipped_ones():
     from molgen.metrics.reference import shipped
-    from molgen.data import file_sha256
+    from molgen.files import file_sha256
     from molgen.metrics.fcd import frechet_distance
     from molgen.monitor import chemnet_statistics, reference_statistics
 
@@ -285,11 +287,27 @@ def test_fcd_of_a_set_against_its_own_statistics_is_zero_and_moses_uses_the_ship
 
 
 def test_language_model_baseline_trains_and_reports_exact_log_likelihood(tmp_path):
-    summary = train(config_for(tmp_path, "--kind", "lm", "--max-steps", 3, "--val-every", 3))
+    from molgen.datamodule import MoleculeDataModule
+
+    config = config_for(tmp_path, "--kind", "lm", "--max-steps", 3, "--val-every", 3)
+    summary = train(config)
     assert summary["global_step"] == 3 and summary["model_kind"] == "lm"
     assert summary["val"]["kl"] == 0 and summary["val"]["elbo"] < 0 and summary["diagnostics"] == {}
-    model, _ = load_model(tmp_path / "run" / "model.pt")
+    model, tok = load_model(tmp_path / "run" / "model.pt")
     assert model.kind == "lm"
+    # the validation ELBO of an LM is its exact log-likelihood: the sum of the teacher-forced token
+    # log-probabilities, here by a plain decoder_step loop over the 32 held-out molecules
+    val = MoleculeDataModule.from_config(config.data, config.trainer.seed, tok)[0].val_set
+    assert len(val) == summary["val"]["n_molecules"] == 32
+    exact = lm_log_likelihood(model, [val.get(i) for i in range(len(val))])
+    assert summary["val"]["elbo"] == pytest.approx(exact.mean().item(), abs=1e-5)
+    assert summary["val"]["rec"] == pytest.approx(exact.mean().item(), abs=1e-5)
+    tokens, lengths = pad_molecules(val)
+    with torch.no_grad():
+        terms = model.elbo_terms(tokens, lengths)
+    # float32 sums of ~40 tokens for molecules of ~110 nats: measured at most 1.5e-5 nats off, 1.3e-7 relative
+    torch.testing.assert_close(terms["elbo"].double(), exact, rtol=5e-7, atol=1e-5)
+    assert torch.equal(terms["kl"], torch.zeros_like(terms["kl"]))
 
 
 class _KillComponent(Callback):
@@ -350,3 +368,122 @@ def test_two_process_cpu_ddp_fit_on_tiny_data(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_step"] == 4
     assert ckpt_step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 4
+
+
+# ----------------------------------------------------------------------------- objective options
+
+
+def _metric_rows(run: Path) -> dict[int, dict[str, str]]:
+    """metrics.csv's training rows by step."""
+    import csv
+
+    rows = csv.DictReader(open(run / "metrics.csv", encoding="utf-8"))
+    return {int(r["step"]): r for r in rows if r.get("train/loss")}
+
+
+def test_usage_bonus_weight_falls_linearly_to_zero_over_the_beta_warm_up():
+    from types import SimpleNamespace
+
+    from molgen.model.lightning import VAEModule
+
+    def at(bonus, warmup, molecules):
+        module = SimpleNamespace(objective={"usage_bonus": bonus, "beta_warmup_molecules": warmup})
+        return VAEModule.usage_bonus_at(module, molecules)
+
+    assert [at(0.4, 1000, m) for m in (0, 250, 500, 1000, 5000)] == pytest.approx([0.4, 0.3, 0.2, 0.0, 0.0])
+    assert at(0.4, 0, 0) == 0.0 and at(0.0, 1000, 0) == 0.0  # no warm-up, or no bonus: no bonus
+
+
+class _RecordStepLoss(Callback):
+    """The loss each training step returned, the usage EMA after it and the molecules seen."""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, tuple[float, torch.Tensor, int]] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps[trainer.global_step - 1] = (float(outputs["loss"]), pl_module.usage_ema.clone(), pl_module.molecules_total)
+
+
+def test_usage_bonus_subtracts_its_weight_times_the_batch_usage_entropy_from_the_loss(tmp_path):
+    # bonus 0.5 annealed to 0 over 64 molecules: weights 0.375, 0.25, 0.125 and 0 at steps 0-3 (16 molecules each)
+    record = _RecordStepLoss()
+    flags = ["--max-steps", 4, "--val-every", 4, "--set", "objective.usage_bonus=0.5",
+             "--set", "objective.beta_warmup_molecules=64", "--set", "objective.restart_every_steps=0"]  # fmt: skip
+    train(config_for(tmp_path, *flags), callbacks=[record])
+    logged = _metric_rows(tmp_path / "run")  # train/loss is the ELBO loss, without the bonus
+    previous = None
+    for step in range(4):
+        loss, ema, molecules = record.steps[step]
+        # the first batch sets the usage estimate; later ones move it by 0.1 of their usage
+        usage = ema if previous is None else (ema - 0.9 * previous) / 0.1
+        previous = ema
+        entropy = float(-(usage * torch.log(usage)).sum())
+        weight = 0.5 * max(0.0, 1 - molecules / 64)
+        assert molecules == 16 * (step + 1) and entropy > 0.5  # measured 0.87-1.02 nats (3 components)
+        # measured offsets -0.367, -0.254, -0.124, 0.0; the float32 loss of ~120 nats rounds at 1e-5
+        assert loss - float(logged[step]["train/loss"]) == pytest.approx(-weight * entropy, abs=2e-4), step
+
+
+def test_restart_mode_poor_moves_a_dead_component_onto_a_poorly_fit_molecule(tmp_path):
+    from molgen.model.diagnostics import posterior_statistics
+
+    class Spy(Callback):  # callbacks run before the module's hooks: this sees the prior before the restart
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:
+            self.stats = posterior_statistics(pl_module.model, trainer.datamodule.diagnostic_tensors(),
+                                              n_samples=pl_module.objective["kl_samples"], seed=pl_module.hparams.seed)
+            self.before = {k: v.clone() for k, v in pl_module.model.prior.state_dict().items()}
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            self.after = {k: v.clone() for k, v in pl_module.model.prior.state_dict().items()}
+
+    spy = Spy()
+    flags = ["--max-steps", 2, "--val-every", 2, "--set", "objective.restart_mode=poor",
+             "--set", "objective.restart_every_steps=0"]  # fmt: skip
+    summary = train(config_for(tmp_path, *flags), callbacks=[_KillComponent(), spy])
+    assert summary["diagnostics"]["dead_components"] == [0] and summary["component_restarts"] == 1
+    elbo, mu = spy.stats["elbo"], spy.stats["mu"]  # the 32 diagnostic molecules
+    poor = torch.argsort(elbo)[: len(elbo) // 10]  # the worst 10% by ELBO: 3 molecules
+    new_mean = spy.after["means"][0]
+    distance = (mu - new_mean).abs().max(1).values
+    assert distance.min() < 1e-6 and int(distance.argmin()) in poor.tolist()  # exactly one of their posterior means
+    assert elbo[distance.argmin()] < elbo.median() - 10  # measured -160 against a median of -123 nats
+    assert (spy.before["means"][0] - new_mean).abs().max() > 0.1  # it did move
+    torch.testing.assert_close(spy.after["means"][1:], spy.before["means"][1:])  # the live components stay
+    torch.testing.assert_close(torch.softmax(spy.after["logits"], -1)[0], torch.tensor(1 / 3))
+    torch.testing.assert_close(spy.after["log_scales"][0], spy.before["log_scales"][1:].mean(0))
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    torch.testing.assert_close(model.prior.means[0].detach(), new_mean)
+
+
+def test_word_dropout_changes_the_training_reconstruction_and_trains(tmp_path):
+    runs = {}
+    for rate in ("0.0", "0.5"):
+        flags = ["--max-steps", 3, "--val-every", 3, "--set", f"model.word_dropout={rate}"]
+        summary = train(config_for(tmp_path / rate, *flags))
+        assert summary["global_step"] == 3 and np.isfinite(summary["val"]["elbo"])
+        runs[rate] = _metric_rows(tmp_path / rate / "run")
+        model, _ = load_model(tmp_path / rate / "run" / "model.pt")
+        assert model.word_dropout == float(rate)
+    # step 0: the same weights, batch and z draws (the KL matches); only the decoder's inputs differ
+    # (measured rec -125.47 without dropout, -125.01 with)
+    plain, dropped = runs["0.0"][0], runs["0.5"][0]
+    assert float(dropped["train/kl"]) == pytest.approx(float(plain["train/kl"]), abs=1e-5)
+    assert abs(float(dropped["train/rec"]) - float(plain["train/rec"])) > 0.05
+
+
+def test_max_time_with_resume_is_a_budget_per_stretch(tmp_path):
+    train(config_for(tmp_path, "--max-steps", 2, "--val-every", 50))
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    assert ckpt_step(last) == 2
+    resume = ["train", "--out", str(run), "--resume", "--max-steps", "50", "--no-progress"]
+    for expected in (3, 4):  # a zero budget: each resumed stretch runs exactly one step, then validates and saves
+        assert main([*resume, "--max-time", "00:00:00:00"]) == 0
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["global_step"] == expected and summary["steps_this_run"] == 1
+        assert ckpt_step(last) == expected
+        assert sorted(_metric_rows(run)) == list(range(expected))  # one row per step, none repeated
+    # with a budget left, the next stretch runs on to --max-steps
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "6", "--max-time", "00:00:10:00", "--no-progress"]) == 0
+    assert ckpt_step(last) == 6
+

@@ -5,8 +5,9 @@ import argparse
 import json
 import time
 
-from molgen.data import ON_INVALID, dataset_stats
+from molgen.readers import ON_INVALID
 from molgen.roundtrip import roundtrip_rate
+from molgen.token_cache import dataset_stats
 from molgen.tokenizer import CONSTRAINTS
 
 

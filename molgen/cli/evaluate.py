@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from molgen.data import ON_INVALID
 from molgen.device import DEVICE_HELP, resolve_device
+from molgen.readers import ON_INVALID
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from molgen.device import DEVICE_HELP, resolve_device
-from molgen.errors import MolgenError
+from molgen.errors import MolgenError, check_molecule_count
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Sample to CSV and print a one-line JSON summary."""
     from molgen.sample import Generator
 
-    if args.n <= 0:
-        raise MolgenError(f"-n must be a positive number of molecules, not {args.n}")
+    check_molecule_count(args.n, "-n")
     if args.threads <= 0:
         raise MolgenError(f"--threads must be positive, not {args.threads}")
     import torch

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from molgen.data import read_column
 from molgen.device import DEVICE_HELP, resolve_device
 from molgen.errors import MolgenError
 from molgen.files import atomic_open, check_output_path
+from molgen.readers import read_column
 from molgen.resources import MOSES_TEST, MOSES_TEST_SCAFFOLDS, MOSES_TRAIN, bundled
 
 DEFAULT_N = 30000  # rows scored by default: MOSES's sample size (a seeded random subset of a larger file)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config.data.train is None:
         raise MolgenError("give the training data with --data FILE (or data.train in --config)")
-    from molgen.train import train  # Lightning takes seconds to import: only when training
+    from molgen.train import is_rank_zero, train  # Lightning takes seconds to import: only when training
 
     summary = train(config, resume=args.resume, resume_from=args.resume_from)
-    if _rank_zero():
+    if is_rank_zero():
         val = summary["val"]
         diag = summary.get("diagnostics") or {}
         print(f"step {summary['global_step']}: val ELBO {val.get('elbo', float('nan')):.2f} nats/molecule "
@@ -123,7 +122,3 @@ def run(args: argparse.Namespace) -> int:
                  if diag.get("active_units") is not None else ""))  # fmt: skip
         print(f"model: {summary['model_file']}  summary: {Path(config.out) / 'summary.json'}")
     return 0
-
-
-def _rank_zero() -> bool:
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"

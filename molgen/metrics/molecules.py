@@ -10,12 +10,12 @@ from typing import Sequence
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from molgen.data import parallel_map
 from molgen.metrics.fcd import PAD_LEN, chemnet_tokens
 from molgen.metrics.filters import passes_filters, screen_bits
 from molgen.metrics.fragments import brics_fragments, scaffold
 from molgen.metrics.properties import PROPERTIES, properties
 from molgen.metrics.similarity import N_BITS, morgan_bits
+from molgen.parallel import parallel_map
 
 RDLogger.DisableLog("rdApp.*")
 

@@ -27,14 +27,15 @@ import rdkit
 import torch
 from rdkit import Chem
 
-from molgen.data import default_cache_dir, file_sha256, pack_strings, parallel_map, read_column, unpack_strings
 from molgen.errors import MolgenError
-from molgen.files import atomic_path
+from molgen.files import atomic_path, default_cache_dir, file_sha256, pack_strings, unpack_strings
 from molgen.metrics.fcd import chemnet_activations, gaussian
 from molgen.metrics.molecules import describe, parse
 from molgen.metrics.properties import PROPERTIES
 from molgen.metrics.similarity import N_BITS, morgan_bits
+from molgen.parallel import parallel_map
 from molgen.progress import bar, say
+from molgen.readers import read_column
 
 CACHE_VERSION = 2
 SHIPPED = Path(__file__).resolve().parent / "data" / "moses_stats.npz"
@@ -231,7 +232,7 @@ def _canonical(smiles: str) -> str | None:
 def training_exceptions(path: str | os.PathLike, smiles_column: str | None = None) -> dict[str, np.ndarray]:
     """What the text of a training file gets wrong as a set of canonical SMILES: the keys of the rows
     that are not RDKit-canonical (or not valid), the keys of their canonical forms, and the number of
-    unique canonical SMILES. Shipped for the MOSES train split (0.06% of its rows), so that Novelty
+    unique canonical SMILES. Shipped for the MOSES train split (276 of its 1.58 M rows), so that Novelty
     needs no canonicalization of 1.6 M molecules."""
     path = Path(path)
     raw = read_column(path, smiles_column)

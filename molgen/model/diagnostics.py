@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 import torch
 
 from molgen.model.prior import LOG_2PI
-from molgen.model.vae import MoleculeVAE, gaussian_entropy
+from molgen.model.vae import MoleculeVAE, draw_posterior, kl_estimate
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]] | tuple[torch.Tensor, torch.Tensor]
 
@@ -42,15 +42,14 @@ def posterior_statistics(
         for tokens, lengths in iter_batches(data, batch_size):
             tokens, lengths = tokens.to(device), lengths.to(device)
             mu, logvar = model.encode(tokens, lengths)
-            eps = torch.randn((n_samples, *mu.shape), generator=generator).to(device)
-            z = mu + torch.exp(0.5 * logvar) * eps  # [S, B, D]
-            entropy_d = gaussian_entropy(logvar)
+            draws = draw_posterior(model.prior, mu, logvar, n_samples, generator)
+            z = draws.z  # [S, B, D]
             out["mu"].append(mu.float().cpu())
             out["logvar"].append(logvar.float().cpu())
             out["z"].append(z[0].float().cpu())
-            out["kl"].append((-entropy_d.sum(-1) - model.prior.log_prob(z).mean(0)).cpu())
-            out["kl_dim"].append((-entropy_d - model.prior.marginal_log_prob(z).mean(0)).cpu())
-            out["resp"].append(model.prior.responsibilities(z).mean(0).cpu())
+            out["kl"].append(draws.kl.cpu())
+            out["kl_dim"].append(kl_estimate(draws.entropy, model.prior.marginal_log_prob(z)).cpu())
+            out["resp"].append(torch.softmax(draws.joint, dim=-1).mean(0).cpu())
             out["rec"].append(model.log_px_z(tokens, lengths, z[0]).float().cpu())
     finally:
         model.train(was_training)

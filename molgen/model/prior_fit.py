@@ -15,9 +15,10 @@ import math
 import numpy as np
 import torch
 
-from molgen.data import TokenizedSet, padded
 from molgen.model.prior import LOG_2PI
-from molgen.model.vae import MoleculeVAE
+from molgen.model.vae import MoleculeVAE, reparameterise
+from molgen.padding import pad_molecules
+from molgen.token_cache import TokenizedSet
 
 
 def _log_joint(z: torch.Tensor, log_w: torch.Tensor, means: torch.Tensor, log_s: torch.Tensor) -> torch.Tensor:
@@ -75,9 +76,9 @@ def aggregate_posterior_draws(
     gen = torch.Generator().manual_seed(seed)
     draws = []
     for start in range(0, len(index), batch_size):
-        tokens, lengths = (torch.from_numpy(a) for a in padded(data, index[start : start + batch_size], model.pad_id))
+        tokens, lengths = pad_molecules(data, index[start : start + batch_size], model.pad_id)
         mu, logvar = model.encode(tokens, lengths)
-        draws.append(mu.float() + torch.exp(0.5 * logvar.float()) * torch.randn(mu.shape, generator=gen))
+        draws.append(reparameterise(mu.float(), logvar.float(), 1, gen)[0][0])
     return torch.cat(draws)
 
 

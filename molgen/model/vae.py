@@ -6,6 +6,7 @@ with ``pad_id`` and without ``<bos>`` (the decoder prepends it).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,6 +21,64 @@ KINDS = ("vae", "lm")
 def gaussian_entropy(logvar: torch.Tensor) -> torch.Tensor:
     """Entropy of N(mu, diag(exp(logvar))) per dimension: [..., D] -> [..., D] (nats)."""
     return 0.5 * (1.0 + LOG_2PI + logvar)
+
+
+def kl_estimate(entropy: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """KL(q || p) = -H[q] - E_q[log p(z)] from the exact entropy and log p of S draws: [...], [S, ...] -> [...]."""
+    return -entropy - log_p.mean(0)
+
+
+def reparameterise(
+    mu: torch.Tensor, logvar: torch.Tensor, n_samples: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_samples`` draws z = mu + sigma * eps from q(z|x): (z, eps), both [S, B, D].
+
+    Without a ``generator`` eps comes from the default stream of mu's device (training); with a
+    CPU ``generator`` it is drawn on the CPU and moved, so a seed gives the same draws on any device.
+    """
+    shape = (n_samples, *mu.shape)
+    if generator is None:
+        eps = torch.randn(shape, device=mu.device)
+    else:
+        eps = torch.randn(shape, generator=generator).to(mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps, eps
+
+
+@dataclass
+class PosteriorDraws:
+    """Reparameterised draws from q(z|x) with the parts of the KL estimate (docs/DESIGN.md §4.2)."""
+
+    z: torch.Tensor  # [S, B, D]
+    eps: torch.Tensor  # [S, B, D], z = mu + sigma * eps
+    logvar: torch.Tensor  # [B, D]
+    entropy: torch.Tensor  # [B, D], exact entropy of q per dimension
+    joint: torch.Tensor  # [S, B, K], log pi_k + log N(z; mu_k, s_k)
+
+    @property
+    def log_pz(self) -> torch.Tensor:
+        """log p(z) of each draw [S, B]."""
+        return torch.logsumexp(self.joint, dim=-1)
+
+    @property
+    def kl(self) -> torch.Tensor:
+        """The KL estimate per molecule [B]: exact entropy, Monte-Carlo cross-entropy."""
+        return kl_estimate(self.entropy.sum(-1), self.log_pz)
+
+    def log_q(self) -> torch.Tensor:
+        """log q(z|x) of each draw [S, B]."""
+        return (-0.5 * (self.eps**2 + LOG_2PI) - 0.5 * self.logvar).sum(-1)
+
+
+def draw_posterior(
+    prior: MixturePrior,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    n_samples: int,
+    generator: torch.Generator | None = None,
+) -> PosteriorDraws:
+    """``n_samples`` draws z ~ q(z|x) (see ``reparameterise`` for the noise), q's entropy and log p(z)."""
+    z, eps = reparameterise(mu, logvar, n_samples, generator)
+    return PosteriorDraws(z, eps, logvar, gaussian_entropy(logvar), prior.joint_log_prob(z))
 
 
 class MoleculeVAE(nn.Module):
@@ -154,20 +213,18 @@ class MoleculeVAE(nn.Module):
             zero = torch.zeros_like(rec)
             return {"rec": rec, "kl": zero, "elbo": rec, "loss": -rec.mean()}
         mu, logvar = self.encode(tokens, lengths)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn((n_samples, *mu.shape), device=mu.device)
-        entropy_d = gaussian_entropy(logvar)  # [B, D]
-        joint = self.prior.joint_log_prob(z)  # [S, B, K]
-        kl = -entropy_d.sum(-1) - torch.logsumexp(joint, dim=-1).mean(0)
+        draws = draw_posterior(self.prior, mu, logvar, n_samples)
+        z, kl = draws.z, draws.kl
         rec = self.log_px_z(tokens, lengths, z[0])
         kl_term = kl.mean()
         if free_bits > 0:
-            kl_d = (-entropy_d - self.prior.marginal_log_prob(z).mean(0)).mean(0)  # [D]
+            kl_d = kl_estimate(draws.entropy, self.prior.marginal_log_prob(z)).mean(0)  # [D]
             kl_term = kl_term - kl_d.sum() + kl_d.clamp(min=free_bits).sum()
         if kl_target > 0:
-            prior_only = -entropy_d.detach().sum(-1) - torch.logsumexp(self.prior.joint_log_prob(z.detach()), -1).mean(0)
+            prior_only = kl_estimate(draws.entropy.detach().sum(-1), self.prior.log_prob(z.detach()))
             kl_term = torch.where(kl_term.detach() < kl_target, prior_only.mean(), kl_term)
         loss = -(rec.mean() - beta * kl_term)
-        resp = torch.softmax(joint, dim=-1).mean(0)  # p(k | z) averaged over the draws [B, K]
+        resp = torch.softmax(draws.joint, dim=-1).mean(0)  # p(k | z) averaged over the draws [B, K]
         return {"rec": rec, "kl": kl, "elbo": rec - kl, "loss": loss, "resp": resp, "mu": mu.detach()}
 
     @torch.no_grad()
@@ -187,4 +244,4 @@ class MoleculeVAE(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
-__all__ = ["MoleculeVAE", "KINDS", "gaussian_entropy"]
+__all__ = ["MoleculeVAE", "KINDS", "PosteriorDraws", "draw_posterior", "gaussian_entropy", "kl_estimate", "reparameterise"]

@@ -1,218 +1,25 @@
-"""Reading SMILES files (CSV/TSV/.smi, gzipped or not), canonicalization, rejects, token cache."""
+"""Tokenized molecule sets: SMILES file -> canonical SMILES -> SELFIES ids, cached per file as .npz."""
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
-from rdkit import Chem, RDLogger
 
+from molgen.chemistry import canonical_or_reason
 from molgen.errors import MolgenError
-from molgen.files import atomic_open, atomic_path, check_output_path
-from molgen.progress import track
+from molgen.files import atomic_path, check_output_path, default_cache_dir, file_sha256, pack_strings, unpack_strings
+from molgen.parallel import parallel_map
+from molgen.readers import Reject, handle_invalid, read_rows
 from molgen.tokenizer import SelfiesTokenizer, smiles_to_tokens
 
-RDLogger.DisableLog("rdApp.*")
-
-SMILES_COLUMNS = ("SMILES", "smiles", "Smiles", "canonical_smiles", "CANONICAL_SMILES", "smi", "SMI", "mol", "molecule")
-ON_INVALID = ("error", "skip")
 CACHE_VERSION = 2
-_PARALLEL_MIN_ROWS = 5000
-
-
-def n_workers() -> int:
-    """Worker processes for per-molecule work: ``$MOLGEN_WORKERS`` or every core."""
-    return max(1, int(os.environ.get("MOLGEN_WORKERS", os.cpu_count() or 1)))
-
-
-def _open_text_lines(path: Path) -> Iterable[tuple[int, str]]:
-    """Yield (line number, decoded line) with clear errors for binary or non-UTF-8 input."""
-    try:
-        raw = path.open("rb")
-    except FileNotFoundError:
-        raise MolgenError(f"{path}: no such file") from None
-    except OSError as err:
-        raise MolgenError(f"{path}: cannot open: {err.strerror}") from None
-    with raw:
-        head = raw.read(2)
-        raw.seek(0)
-        stream = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
-        try:
-            number = 0
-            for chunk in stream:
-                for line in chunk.rstrip(b"\r\n").split(b"\r"):  # a lone CR ends a line too (old Mac files)
-                    number += 1
-                    if b"\x00" in line:
-                        raise MolgenError(f"{path}:{number}: binary data (NUL byte); expected a text SMILES file")
-                    try:  # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header
-                        yield number, line.decode("utf-8-sig" if number == 1 else "utf-8")
-                    except UnicodeDecodeError as err:
-                        raise MolgenError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-        except (OSError, EOFError, zlib.error) as err:
-            raise MolgenError(f"{path}: corrupt or truncated gzip file ({err})") from None
-
-
-def _file_format(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    if name.endswith((".smi", ".smiles", ".txt")):
-        return "smi"
-    if name.endswith((".tsv", ".tab")):
-        return "tsv"
-    return "csv"
-
-
-def read_rows(path: str | os.PathLike, smiles_column: str | None = None) -> tuple[list[str], list[int]]:
-    """Raw SMILES strings of a file with the line number of each (1-based, header counted)."""
-    path = Path(path)
-    fmt = _file_format(path)
-    lines = _open_text_lines(path)
-    strings: list[str] = []
-    numbers: list[int] = []
-    if fmt == "smi":
-        for number, line in lines:
-            fields = line.split()
-            if not fields:
-                continue
-            if not strings and number == 1 and fields[0] in SMILES_COLUMNS:
-                continue  # a header line
-            strings.append(fields[0])
-            numbers.append(number)
-        if not strings:
-            raise MolgenError(f"{path}: no SMILES found (empty file)")
-        return strings, numbers
-
-    delimiter = "\t" if fmt == "tsv" else ","
-    header = None
-    for number, line in lines:
-        if line.strip():
-            header = _csv_fields(line, delimiter, path, number)
-            break
-    if header is None:
-        raise MolgenError(f"{path}: empty file")
-    if smiles_column is not None:
-        if smiles_column not in header:
-            raise MolgenError(f"{path}: no column {smiles_column!r}; columns found: {', '.join(header)}")
-        col = header.index(smiles_column)
-    else:
-        found = [c for c in SMILES_COLUMNS if c in header]
-        if not found:
-            raise MolgenError(
-                f"{path}: no SMILES column found (columns: {', '.join(header)}); name it with --smiles-column"
-            )
-        col = header.index(found[0])
-    for number, line in lines:
-        if not line.strip():
-            continue
-        fields = _csv_fields(line, delimiter, path, number) if ('"' in line) else line.split(delimiter)
-        strings.append(fields[col].strip() if col < len(fields) else "")
-        numbers.append(number)
-    if not strings:
-        raise MolgenError(f"{path}: header only, no rows")
-    return strings, numbers
-
-
-def _csv_fields(line: str, delimiter: str, path: Path, number: int) -> list[str]:
-    try:
-        return next(csv.reader([line], delimiter=delimiter), [])
-    except csv.Error as err:
-        raise MolgenError(f"{path}:{number}: cannot read this CSV line ({err})") from None
-
-
-def read_column(path: str | os.PathLike, smiles_column: str | None = None) -> list[str]:
-    """Raw strings of the SMILES column of a CSV/TSV/.smi file, gzipped or not."""
-    return read_rows(path, smiles_column)[0]
-
-
-def canonical_or_reason(smiles: str) -> tuple[str | None, str]:
-    """(canonical SMILES, "") or (None, why RDKit rejected it)."""
-    if not smiles:
-        return None, "empty SMILES"
-    mol = Chem.MolFromSmiles(smiles, sanitize=False)
-    if mol is None:
-        return None, "cannot parse SMILES"
-    if mol.GetNumAtoms() == 0:
-        return None, "no atoms"
-    try:
-        Chem.SanitizeMol(mol)
-    except Exception as err:  # RDKit raises several sanitization exception types
-        return None, str(err).splitlines()[0] or type(err).__name__
-    return Chem.MolToSmiles(mol), ""
-
-
-def canonicalize(smiles: str) -> str | None:
-    """Canonical RDKit SMILES, or None when the string is not a valid molecule."""
-    return canonical_or_reason(smiles)[0]
-
-
-def parallel_map(func: Callable, items: Sequence, desc: str = "", chunksize: int = 2000) -> list:
-    """``[func(x) for x in items]`` on every core (fork), with a progress bar for long inputs."""
-    workers = n_workers()
-    if workers == 1 or len(items) < _PARALLEL_MIN_ROWS:
-        return [func(x) for x in items]
-    with mp.get_context("fork").Pool(workers) as pool:
-        it = pool.imap(func, items, chunksize=chunksize)
-        return list(track(it, len(items), desc))
-
-
-@dataclass
-class Reject:
-    """A row that could not be used, with its line number and the reason."""
-
-    line: int
-    smiles: str
-    reason: str
-
-
-def write_rejects(path: str | os.PathLike, rejects: Sequence[Reject]) -> None:
-    """Write rejected rows as CSV (line, smiles, reason)."""
-    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["line", "smiles", "reason"])
-        writer.writerows((r.line, r.smiles, r.reason) for r in rejects)
-
-
-def _handle_invalid(path: Path, rejects: list[Reject], on_invalid: str, rejects_path: str | os.PathLike | None) -> None:
-    if on_invalid not in ON_INVALID:
-        raise MolgenError(f"--on-invalid must be one of {', '.join(ON_INVALID)}, not {on_invalid!r}")
-    if rejects and on_invalid == "error":
-        r = rejects[0]
-        where = f"{path}:{r.line}" if r.line > 0 else f"{path}"
-        raise MolgenError(
-            f"{where}: invalid molecule {r.smiles!r}: {r.reason} "
-            f"({len(rejects)} bad row(s); use --on-invalid skip to drop them)"
-        )
-    if rejects_path is not None:  # written even when empty, so no stale list from an earlier run remains
-        write_rejects(rejects_path, rejects)
-
-
-def read_smiles(
-    path: str | os.PathLike,
-    smiles_column: str | None = None,
-    on_invalid: str = "error",
-    rejects_path: str | os.PathLike | None = None,
-) -> list[str]:
-    """Canonical SMILES of every valid row; invalid rows stop with an error or go to the rejects file."""
-    if rejects_path is not None:
-        check_output_path(rejects_path)
-    strings, numbers = read_rows(path, smiles_column)
-    results = parallel_map(canonical_or_reason, strings, desc="canonicalize")
-    rejects = [Reject(n, s, why) for n, s, (c, why) in zip(numbers, strings, results) if c is None]
-    _handle_invalid(Path(path), rejects, on_invalid, rejects_path)
-    return [c for c, _ in results if c is not None]
-
-
-# --------------------------------------------------------------------------- tokenized sets
 
 
 @dataclass
@@ -250,33 +57,6 @@ def _tokenize_one(args: tuple[str, str]) -> tuple[str | None, list[str] | str]:
     except MolgenError as err:
         return None, str(err)
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except FileNotFoundError:
-        raise MolgenError(f"{path}: no such file") from None
-    return digest.hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """``$MOLGEN_CACHE_DIR`` or ``~/.cache/molgen``."""
-    return Path(os.environ.get("MOLGEN_CACHE_DIR", Path.home() / ".cache" / "molgen"))
-
-
-def pack_strings(strings: Sequence[str]) -> np.ndarray:
-    """Strings as one uint8 array (newline-separated UTF-8), for .npz files without pickles."""
-    return np.frombuffer("\n".join(strings).encode("utf-8"), dtype=np.uint8)
-
-
-def unpack_strings(array: np.ndarray) -> list[str]:
-    """The strings of ``pack_strings``."""
-    text = array.tobytes().decode("utf-8")
-    return text.split("\n") if text else []
 
 
 def _save_cache(path: Path, tokens: list[str], data: TokenizedSet) -> None:
@@ -366,7 +146,7 @@ def load_tokenized(
     tok = tokenizer or SelfiesTokenizer(tokens, constraints)
     if max_tokens is not None:
         data = _apply_length_cap(data, max_tokens, path)
-    _handle_invalid(path, data.rejects or [], on_invalid, rejects_path)
+    handle_invalid(path, data.rejects or [], on_invalid, rejects_path)
     if len(data) == 0:
         raise MolgenError(f"{path}: no valid molecules")
     return tok, data
@@ -445,15 +225,3 @@ def dataset_stats(
         "tokens_max": int(lengths.max()),
         "tokens_min": int(lengths.min()),
     }
-
-
-def padded(data: TokenizedSet, index: Sequence[int] | np.ndarray, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded id matrix [B, max length] (int64) and lengths [B] of the molecules at ``index``."""
-    index = np.asarray(index, dtype=np.int64)
-    lengths = data.lengths[index]
-    width = int(lengths.max()) if len(index) else 0
-    out = np.full((len(index), width), pad_id, dtype=np.int64)
-    mask = np.arange(width)[None, :] < lengths[:, None]
-    starts = data.offsets[index]
-    out[mask] = data.ids[(starts[:, None] + np.arange(width)[None, :])[mask]]
-    return out, lengths.astype(np.int64)

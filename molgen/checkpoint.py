@@ -14,11 +14,11 @@ import torch
 
 from molgen.errors import MolgenError
 from molgen.files import atomic_path
+from molgen.model import VERSION
 from molgen.model.vae import MoleculeVAE
 from molgen.tokenizer import SelfiesTokenizer
 
 FORMAT = "molgen-model"
-VERSION = 1
 
 
 def save_model(path: str | os.PathLike, model: MoleculeVAE, tokenizer: SelfiesTokenizer, extra: dict | None = None) -> None:

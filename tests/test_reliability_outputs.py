@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import molgen.sample as sample_module
+import molgen.library as library_module
 import molgen.token_cache as token_cache_module
 from molgen.evaluate import evaluate
 from molgen.files import atomic_open, atomic_path
@@ -75,7 +75,7 @@ def test_sampler_error_mid_write_keeps_the_previous_csv(tmp_path, monkeypatch):
     gen = Generator.load(tiny_model(tmp_path / "model.pt"))
     target = tmp_path / "lib.csv"
     target.write_text(PREVIOUS)
-    real = sample_module._decode_rows
+    real = library_module.decode_rows
     calls = {"n": 0}
 
     def failing(args):
@@ -84,7 +84,7 @@ def test_sampler_error_mid_write_keeps_the_previous_csv(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return real(args)
 
-    monkeypatch.setattr(sample_module, "_decode_rows", failing)
+    monkeypatch.setattr(library_module, "decode_rows", failing)
     monkeypatch.setenv("MOLGEN_WORKERS", "1")
     with pytest.raises(OSError, match="No space left"):
         gen.write_csv(target, 500, batch_size=50, progress=False)

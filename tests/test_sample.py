@@ -6,10 +6,11 @@ import torch
 from rdkit import Chem
 from scipy.stats import chisquare
 
-import molgen.sample as sample_module
+import molgen.library as library_module
 from molgen.errors import MolgenError
+from molgen.model.generate import draw_tokens
 from molgen.model.vae import MoleculeVAE
-from molgen.sample import Generator, draw_tokens
+from molgen.sample import Generator
 from molgen.tokenizer import SelfiesTokenizer
 
 from conftest import SMALL_SMILES
@@ -218,7 +219,7 @@ def test_valid_only_and_unique_fill_the_requested_count(tmp_path):
 def test_no_partial_file_after_an_error(tmp_path, monkeypatch):
     gen = tiny_generator()
     calls = {"n": 0}
-    real = sample_module._decode_rows
+    real = library_module.decode_rows
 
     def failing(args):
         calls["n"] += 1
@@ -226,7 +227,7 @@ def test_no_partial_file_after_an_error(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real(args)
 
-    monkeypatch.setattr(sample_module, "_decode_rows", failing)
+    monkeypatch.setattr(library_module, "decode_rows", failing)
     monkeypatch.setenv("MOLGEN_WORKERS", "1")
     with pytest.raises(RuntimeError, match="disk full"):
         gen.write_csv(tmp_path / "lib.csv", 500, batch_size=50, progress=False)
@@ -342,7 +343,7 @@ def test_constraints_override_decodes_the_same_weights_relaxed(tmp_path):
 
 
 def test_precision_takes_lightning_names_and_the_old_short_ones():
-    from molgen.sample import sampler_precision
+    from molgen.model.generate import sampler_precision
 
     assert [sampler_precision(p) for p in ("32-true", "32", "fp32", "bf16-mixed", "bf16")] == [
         "32-true", "32-true", "32-true", "bf16-mixed", "bf16-mixed"

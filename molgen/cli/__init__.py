@@ -2,19 +2,20 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Sequence
 
 from molgen import __version__
+from molgen.cli import data, evaluate, sample, score, train  # each imports its heavy libraries (Lightning, ...) in run()
 from molgen.errors import MolgenError
 
+#: verb -> (module with ``add_args(parser)`` and ``run(args)``, help text)
 VERBS = {
-    "train": "train a VAE (or the autoregressive LM baseline) on a SMILES file",
-    "sample": "sample a molecule library to CSV from a trained model",
-    "evaluate": "held-out likelihood (ELBO, IWAE) and collapse diagnostics of a model",
-    "score": "MOSES-compatible metrics of a generated set against reference sets",
-    "data": "dataset utilities (statistics, MOSES splits)",
+    "train": (train, "train a VAE (or the autoregressive LM baseline) on a SMILES file"),
+    "sample": (sample, "sample a molecule library to CSV from a trained model"),
+    "evaluate": (evaluate, "held-out likelihood (ELBO, IWAE) and collapse diagnostics of a model"),
+    "score": (score, "MOSES-compatible metrics of a generated set against reference sets"),
+    "data": (data, "dataset utilities (statistics, MOSES splits)"),
 }
 
 
@@ -23,31 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="molgen", description="SELFIES mixture-prior VAE for molecule generation.")
     parser.add_argument("--version", action="version", version=f"molgen {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for verb, help_text in VERBS.items():
+    for verb, (module, help_text) in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text)
-        module = _verb_module(verb)
-        if module is not None:
-            module.add_args(p)
-            p.set_defaults(func=module.run)
-        else:
-            p.set_defaults(func=_not_built(verb))
+        module.add_args(p)
+        p.set_defaults(func=module.run)
     return parser
-
-
-def _verb_module(verb: str):
-    try:
-        return importlib.import_module(f"molgen.cli.{verb}")
-    except ModuleNotFoundError as err:
-        if err.name == f"molgen.cli.{verb}":
-            return None
-        raise
-
-
-def _not_built(verb: str):
-    def run(args: argparse.Namespace) -> int:
-        raise MolgenError(f"`molgen {verb}` is not built yet")
-
-    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,4 +2,7 @@
 from molgen.model.prior import MixturePrior
 from molgen.model.vae import MoleculeVAE
 
-__all__ = ["MixturePrior", "MoleculeVAE"]
+#: the format version of model files and training checkpoints (molgen/checkpoint.py, lightning.py)
+VERSION = 1
+
+__all__ = ["MixturePrior", "MoleculeVAE", "VERSION"]

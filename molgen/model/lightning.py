@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from molgen.errors import MolgenError
+from molgen.model import VERSION
 from molgen.model.diagnostics import posterior_statistics, summarize
 from molgen.model.vae import MoleculeVAE
 
@@ -223,8 +224,6 @@ class VAEModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep the restart count across resumes; refuse to write non-finite weights."""
-        from molgen.checkpoint import VERSION
-
         bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
         if bad is not None:
             raise MolgenError(f"weight {bad} is not finite at step {self.global_step}; checkpoint not written")

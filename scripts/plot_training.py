@@ -1,0 +1,72 @@
+"""Training curves of a run against molecules seen: validation -ELBO, KL, active units, N_eff, val/fcd.
+
+    python scripts/plot_training.py runs/moses/metrics.csv checkpoints/card/training.png
+
+Reads a run's metrics.csv (or the one inside a packed state with --state FILE) and draws one panel
+per quantity; the x axis is training molecules (the `train/molecules` column, matched by step).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from molgen.files import atomic_path  # noqa: E402
+
+PANELS = (("val/elbo", "validation −ELBO (nats/molecule)", -1.0), ("val/kl", "validation KL (nats)", 1.0),
+          ("diag/active_units", "active units", 1.0), ("diag/n_eff", "N_eff (mixture)", 1.0),
+          ("val/fcd", "val/fcd (2,000 samples vs MOSES test)", 1.0), ("val/exact", "exact reconstruction", 1.0))  # fmt: skip
+
+
+def curves(text: str) -> dict[str, list[tuple[float, float]]]:
+    """(molecules seen, value) per panel key from metrics.csv text."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    molecules = {r["step"]: float(r["train/molecules"]) for r in rows if r.get("train/molecules")}
+    steps = sorted(molecules, key=float)
+    out: dict[str, list[tuple[float, float]]] = {key: [] for key, _, _ in PANELS}
+    for r in rows:
+        for key, _, sign in PANELS:
+            if r.get(key):
+                before = [s for s in steps if float(s) <= float(r["step"])]
+                x = molecules[before[-1]] if before else 0.0
+                out[key].append((x, sign * float(r[key])))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("metrics", type=Path, nargs="?", help="a run's metrics.csv")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--state", type=Path, help="read the metrics from a packed training state instead")
+    args = parser.parse_args()
+    if args.state is not None:
+        from molgen.training_state import METRICS_KEY, read_checkpoint
+
+        text = read_checkpoint(args.state)[METRICS_KEY]
+    else:
+        text = args.metrics.read_text(encoding="utf-8")
+    data = curves(text)
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    for ax, (key, label, _) in zip(axes.flat, PANELS):
+        points = data[key]
+        if points:
+            ax.plot([p[0] / 1e6 for p in points], [p[1] for p in points], marker="o", ms=3)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("training molecules (millions)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    print(f"{args.out}: {sum(len(v) for v in data.values())} points")
+
+
+if __name__ == "__main__":
+    main()

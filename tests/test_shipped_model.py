@@ -5,10 +5,10 @@ import torch
 from molgen.sample import DEFAULT_CHECKPOINT, Generator
 
 GOLDEN_SEED0 = [  # seed 0, T = 1, fp32: drawn from checkpoints/molgen-moses.pt when it was shipped
-    "CCCN(CCC)C(=O)c1ccc2c(c1)OCO2",
-    "CC=CC=CS(=O)NCC(C)(C)n1cccnc1=O",
-    "CCOc1ccccc1CNCC=NCNC1CCCCC1=O",
-    "CC(F)CNc1ccccn1",
+    "CC(C)C(=O)c1ccc(NS(=O)(=O)Cc2ccccc2F)cc1",
+    "CCC(=O)NCc1c(C(C)C)nnn1-c1ccc(C)c(C)c1",
+    "O=C(CCc1cccs1)NCCCNC=Cc1ccccn1",
+    "CC(C)CC(C#N)N(F)C(=O)Oc1cn(C)nc1N",
 ]
 
 

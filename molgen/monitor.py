@@ -72,7 +72,7 @@ class SampleFCD(Callback):
         self.result: dict[str, float] | None = None
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or pl_module.model.kind not in ("vae", "lm"):
+        if trainer.sanity_checking:
             return
         start = time.perf_counter()
         if self.reference is None:

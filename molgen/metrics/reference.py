@@ -219,14 +219,14 @@ def smiles_keys(canonical: Sequence[str]) -> np.ndarray:
     return np.fromiter((smiles_key(s) for s in canonical), dtype=np.uint64, count=len(canonical))
 
 
-def _canonical_key(smiles: str) -> int | None:
-    mol = parse(smiles)
-    return None if mol is None else smiles_key(Chem.MolToSmiles(mol))
-
-
 def _canonical(smiles: str) -> str | None:
     mol = parse(smiles)
     return None if mol is None else Chem.MolToSmiles(mol)
+
+
+def _canonical_key(smiles: str) -> int | None:
+    canonical = _canonical(smiles)
+    return None if canonical is None else smiles_key(canonical)
 
 
 def training_exceptions(path: str | os.PathLike, smiles_column: str | None = None) -> dict[str, np.ndarray]:

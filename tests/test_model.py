@@ -10,7 +10,7 @@ from torch import nn
 from molgen.checkpoint import load_model, save_model
 from molgen.errors import MolgenError
 from molgen.model.diagnostics import aggregate_mutual_information, collapse_diagnostics, posterior_statistics, summarize
-from molgen.model.prior import MixturePrior
+from molgen.nn.prior import MixturePrior
 from molgen.model.vae import MoleculeVAE
 from molgen.padding import pad_ids
 from molgen.tokenizer import SelfiesTokenizer
@@ -561,7 +561,7 @@ def test_bad_model_files_are_user_errors(tok, tmp_path, case):
 def test_encoder_final_states_equal_packed_gru_with_gradients(layers):
     from torch.nn.utils.rnn import pack_padded_sequence
 
-    from molgen.model.encoder import final_states
+    from molgen.nn.encoder import final_states
 
     torch.manual_seed(0)
     gru = torch.nn.GRU(6, 5, num_layers=layers, batch_first=True, bidirectional=True)

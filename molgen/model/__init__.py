@@ -1,5 +1,5 @@
-"""Model building blocks: encoder, decoder, mixture prior, the VAE that wires them, diagnostics."""
-from molgen.model.prior import MixturePrior
+"""The model: MoleculeVAE (wiring molgen.nn's blocks), generation, the LightningModule, diagnostics, the prior refit."""
+from molgen.nn.prior import MixturePrior
 from molgen.model.vae import MoleculeVAE
 
 #: the format version of model files and training checkpoints (molgen/checkpoint.py, lightning.py)

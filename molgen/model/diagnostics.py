@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 
 import torch
 
-from molgen.model.prior import LOG_2PI
+from molgen.nn.prior import LOG_2PI
 from molgen.model.vae import MoleculeVAE, draw_posterior, kl_estimate
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]] | tuple[torch.Tensor, torch.Tensor]

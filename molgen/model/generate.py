@@ -1,6 +1,6 @@
 """Generation with the model: z ~ p(z), then every token drawn from Categorical(softmax(logits / T)).
 
-The token-drawing loop beside the decoder (``DecoderStepper`` in decoder.py), readable top to
+The token-drawing loop beside the decoder (``DecoderStepper`` in molgen/nn/decoder.py), readable top to
 bottom. Greedy (argmax) decoding exists only as the explicitly named ``mode="greedy"``; it is never
 what "samples" means. The GRU state is the cache; a batch stops as soon as every row has ended.
 """

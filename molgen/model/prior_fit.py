@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from molgen.model.prior import LOG_2PI
+from molgen.nn.prior import LOG_2PI
 from molgen.model.vae import MoleculeVAE, reparameterise
 from molgen.padding import pad_molecules
 from molgen.token_cache import TokenizedSet

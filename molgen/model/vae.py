@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from molgen.model.decoder import DecoderStepper, GRUDecoder
-from molgen.model.encoder import GRUEncoder
-from molgen.model.prior import LOG_2PI, MixturePrior
+from molgen.nn.decoder import DecoderStepper, GRUDecoder
+from molgen.nn.encoder import GRUEncoder
+from molgen.nn.prior import LOG_2PI, MixturePrior
 
 KINDS = ("vae", "lm")
 

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/sample_vs_moses.py [--n 30000]
 
-molgen: ``Generator.write_csv`` (what ``molgen sample -n N`` runs: prior draw, autoregressive
+molgen: ``Generator.write`` (what ``molgen sample -n N`` runs: prior draw, autoregressive
 sampling at batch 1024, SELFIES -> canonical SMILES with RDKit, CSV) with the shipped checkpoint
 checkpoints/molgen-moses.pt when it exists, else a default-size model from a fresh init (the
 script says which), with 1 torch thread + 1 process and with 2 torch threads + 2 decoding workers.
@@ -64,7 +64,7 @@ def main() -> None:
         os.environ["MOLGEN_WORKERS"] = str(threads)
         load = os.getloadavg()[0]
         cpu = time.process_time()
-        r = generator.write_csv(out_dir / f"molgen-{threads}.csv", args.n, seed=0, progress=False)
+        r = generator.write(out_dir / f"molgen-{threads}.csv", args.n, seed=0, progress=False)
         r.update(threads=threads, load=load, cpu_s=time.process_time() - cpu)
         rows.append(r)
         print(f"molgen {threads} thread(s): {r['molecules_per_second']:.1f} mol/s, {r['seconds']:.1f} s, "
@@ -75,7 +75,7 @@ def main() -> None:
     print(f"MOSES VAE 1 thread: {p['mol_per_s']:.1f} mol/s, {p['wall_s']:.1f} s (load {p['load_before']:.1f})")
 
     lines = [f"{args.n:,} molecules per run, written to CSV. molgen: {which} "
-             f"({generator.model.n_parameters():,} parameters), `Generator.write_csv` (= `molgen sample`), batch 1024, fp32. "
+             f"({generator.model.n_parameters():,} parameters), `Generator.write` (= `molgen sample`), batch 1024, fp32. "
              f"MOSES: VAE ({p['parameters']:,} parameters, {p['weights']}) `VAE.sample` at batch {p['batch']}, "
              f"max_len {p['max_len']}, runtime patch `{p['patch']}`; the peer ran right after molgen.", "",
              "| sampler | torch threads | decode workers | mol/s (wall) | seconds | mol per CPU-s (main process) | load avg (1 min) at start |",

@@ -1,4 +1,5 @@
-"""Where the networks of `sample`, `evaluate` and `score` run: one ``--device`` vocabulary for every verb.
+"""Where and how the networks of `sample`, `evaluate` and `score` run: one ``--device`` and one
+``--precision`` vocabulary for every verb.
 
 ``resolve_device`` turns "auto" (the default on the command line: "cuda" when torch finds a GPU,
 else "cpu"), "cpu", "cuda" or "cuda:N" into a ``torch.device``; a CUDA device that is not there is
@@ -15,6 +16,10 @@ import torch
 
 from molgen.errors import MolgenError
 
+#: the sampler's ``--precision`` values, Lightning's names as in `molgen train`
+PRECISIONS = ("32-true", "bf16-mixed")
+#: the short names the sampler took before, still accepted
+PRECISION_ALIASES = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed"}
 DEVICE_HELP = 'auto (default: "cuda" when torch finds a GPU, else "cpu"), cpu, cuda or cuda:N'
 _DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
 
@@ -56,3 +61,18 @@ def ieee_fp32(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32 = saved
+
+
+def resolve_precision(precision: str) -> str:
+    """Lightning's name of a sampler precision: "32-true" or "bf16-mixed" ("32" and "bf16" are aliases)."""
+    name = PRECISION_ALIASES.get(str(precision), str(precision))
+    if name not in PRECISIONS:
+        raise MolgenError(f"precision must be 32-true or bf16-mixed (or 32, bf16), not {precision!r}")
+    return name
+
+
+def autocast(precision: str, device_type: str = "cpu") -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device_type`` for ``precision="bf16-mixed"`` ("bf16"), a no-op for "32-true" ("32")."""
+    if resolve_precision(precision) == "bf16-mixed":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

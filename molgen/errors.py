@@ -9,6 +9,6 @@ class MolgenError(Exception):
 def check_molecule_count(n: int, flag: str | None = None) -> int:
     """``n`` if it is a positive number of molecules, else a MolgenError (naming the CLI ``flag`` when given)."""
     if n <= 0:
-        what = f"{flag} must be a positive number of molecules" if flag else "number of molecules must be positive"
+        what = f"{flag} must be a positive number of molecules" if flag else "n must be a positive number of molecules"
         raise MolgenError(f"{what}, not {n}")
     return n

@@ -1,7 +1,8 @@
 """The Python API over a trained model: load, sample, write a library, encode, decode, interpolate.
 
-A thin layer: the token-drawing loop is ``molgen.model.generate`` (beside the decoder), the CSV file
-and the one SELFIES -> SMILES path are ``molgen.library``.
+A thin layer: the token-drawing loop and the latent sources (the prior, or the posterior around seed
+molecules) are ``molgen.model.generate``, beside the decoder; the one ids -> SMILES path, the
+filters and the output file are ``molgen.library`` (formats: ``molgen.formats``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from molgen import library
 from molgen.chemistry import canonical_or_reason
-from molgen.device import resolve_device
+from molgen.device import resolve_device, resolve_precision
 from molgen.errors import MolgenError, check_molecule_count
 from molgen.model import generate
 from molgen.model.vae import MoleculeVAE
@@ -37,9 +38,9 @@ class Generator:
     ) -> None:
         """``device``: where the network runs ("cpu", "cuda", "cuda:N", "auto"; None: where ``model`` is)."""
         self.device = resolve_device(device) if device is not None else model.decoder.out.weight.device
+        self.precision = resolve_precision(precision)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.precision = generate.sampler_precision(precision)
         self.is_vae = model.kind == "vae"
 
     @classmethod
@@ -59,7 +60,6 @@ class Generator:
         """
         from molgen.checkpoint import load_model
 
-        device, precision = resolve_device(device), generate.sampler_precision(precision)  # fail before reading the file
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if not path.exists():
             raise MolgenError(f"{path}: no such checkpoint")
@@ -69,19 +69,20 @@ class Generator:
         return cls(model, tokenizer, precision, device)
 
     # ------------------------------------------------------------------ sampling
-    def iter_batches(
-        self,
-        n: int,
-        batch_size: int = 1024,
-        temperature: float = 1.0,
-        mode: str = "sample",
-        component: int | None = None,
-        seed: int = 0,
-    ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
-        """Yield (SELFIES strings, nll, component) per batch until ``n`` molecules were drawn."""
-        return generate.iter_batches(
-            self.model, self.tokenizer, n, batch_size, temperature, mode, component, seed, self.precision
-        )
+    def _batches(self, n, batch_size, temperature, mode, component, seed, near, sigma):
+        """(draw budget's batches, seed SMILES or None): latents from the prior, or around ``near``."""
+        if near is None:
+            latents = generate.prior_source(self.model, component)
+            return generate.iter_batches(self.model, n, batch_size, temperature, mode, seed, self.precision, latents), None
+        if component is not None:
+            raise MolgenError("choose either a mixture component or seed molecules to sample around, not both")
+        seeds = [near] if isinstance(near, str) else list(near)
+        if not seeds:
+            raise MolgenError("no seed molecules to sample around")
+        tokens, lengths, canonical = self._tokens(seeds)
+        latents = generate.posterior_source(self.model, tokens, lengths, sigma)
+        batches = generate.iter_batches(self.model, n * len(seeds), batch_size, temperature, mode, seed, self.precision, latents)
+        return batches, canonical
 
     def sample(
         self,
@@ -91,12 +92,24 @@ class Generator:
         component: int | None = None,
         seed: int = 0,
         batch_size: int = 1024,
+        near: str | Sequence[str] | None = None,
+        sigma: float = 1.0,
+        filters: library.Filters = library.Filters(),
+        max_attempts_factor: int = 20,
     ) -> list[dict]:
-        """Draw ``n`` molecules; each row has the CSV columns (SMILES is None when invalid)."""
-        batches = self.iter_batches(n, batch_size, temperature, mode, component, seed)
-        return library.sample_rows(batches, self.tokenizer.constraints, seed)
+        """Draw ``n`` molecules (``n`` per seed with ``near``); rows have the CSV columns (SMILES None when invalid).
 
-    def write_csv(
+        ``near``: a SMILES (or several): z is drawn from mu(x) + sigma * std(x) * eps around each
+        seed's posterior (q(z|x) itself for sigma = 1) and rows gain ``seed_smiles`` and
+        ``similarity`` (Tanimoto to the seed). ``filters`` keep drawing, up to
+        ``max_attempts_factor * n`` draws.
+        """
+        check_molecule_count(n)
+        budget = n * (max_attempts_factor if filters.any else 1)
+        batches, seeds = self._batches(budget, batch_size, temperature, mode, component, seed, near, sigma)
+        return list(library.iter_rows(batches, n, self.tokenizer, seed, filters, seeds))
+
+    def write(
         self,
         path: str | os.PathLike,
         n: int,
@@ -107,30 +120,35 @@ class Generator:
         batch_size: int = 1024,
         unique: bool = False,
         valid_only: bool = False,
+        near: str | Sequence[str] | None = None,
+        sigma: float = 1.0,
+        scaffold: str | None = None,
         max_attempts_factor: int = 20,
         progress: bool = True,
     ) -> dict:
-        """Stream ``n`` molecules to a CSV file (complete or not at all); return counts and rate.
+        """Stream ``n`` molecules (``n`` per seed with ``near``) to a .csv, .smi or .sdf file; counts and rate.
 
-        ``valid_only`` and ``unique`` keep drawing until ``n`` rows pass (at most
-        ``max_attempts_factor * n`` draws). SELFIES decoding and canonicalization run in worker
+        The file appears complete or not at all. ``valid_only``, ``unique`` and ``scaffold`` (a
+        substructure every molecule contains) keep drawing until the rows pass, at most
+        ``max_attempts_factor * n`` draws; the summary's ``acceptance_rate`` is kept / drawn. A .smi
+        or .sdf file keeps valid molecules only. SELFIES decoding and canonicalization run in worker
         processes while the network draws the next batch.
         """
         check_molecule_count(n)
-        budget = n * (max_attempts_factor if (unique or valid_only) else 1)
-        batches = self.iter_batches(budget, batch_size, temperature, mode, component, seed)
-        return library.write_csv(
-            path, batches, n, self.tokenizer.constraints, seed, unique=unique, valid_only=valid_only, progress=progress
-        )
+        filters = library.Filters(valid_only, unique, scaffold)
+        budget = n * (max_attempts_factor if filters.any or not str(path).lower().endswith(".csv") else 1)
+        batches, seeds = self._batches(budget, batch_size, temperature, mode, component, seed, near, sigma)
+        return library.write_library(path, batches, n, self.tokenizer, seed, filters, seeds, progress)
 
     # ------------------------------------------------------------------ latent space
-    def _tokens(self, smiles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded ids and lengths (CPU); an unusable molecule is a MolgenError naming it: smiles[i] 'SMILES': why."""
-        ids = []
+    def _tokens(self, smiles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Padded ids, lengths (CPU) and canonical SMILES; an unusable molecule is a MolgenError naming it."""
+        ids, canonicals = [], []
         for i, s in enumerate(smiles):
             canonical, why = canonical_or_reason(s)
             if canonical is None:
                 raise MolgenError(f"smiles[{i}] {s!r}: invalid SMILES ({why})")
+            canonicals.append(canonical)
             try:
                 ids.append(self.tokenizer.encode(canonical))
             except MolgenError as err:
@@ -139,7 +157,7 @@ class Generator:
                 raise MolgenError(
                     f"smiles[{i}] {s!r}: {len(ids[-1])} tokens, longer than the model's cap of {self.model.max_len}"
                 )
-        return pad_ids(ids, self.tokenizer.pad_id)
+        return (*pad_ids(ids, self.tokenizer.pad_id), canonicals)
 
     def _require_vae(self) -> None:
         if not self.is_vae:
@@ -149,7 +167,7 @@ class Generator:
     def encode(self, smiles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior means E[z|x] [N, D] and component responsibilities p(k|z=mean) [N, K] (CPU tensors)."""
         self._require_vae()
-        tokens, lengths = self._tokens(list(smiles))
+        tokens, lengths, _ = self._tokens(list(smiles))
         mu, _ = self.model.encode(tokens.to(self.device), lengths.to(self.device))
         return mu.cpu(), self.model.prior.responsibilities(mu).cpu()
 
@@ -157,23 +175,40 @@ class Generator:
     def decode(self, z: torch.Tensor, mode: str = "sample", temperature: float = 1.0, seed: int = 0) -> list[str | None]:
         """Decode latents z [N, D] to canonical SMILES (None where invalid); sampled unless mode='greedy'."""
         self._require_vae()
-        selfies = generate.draw_selfies(self.model, self.tokenizer, z, mode, temperature, seed, self.precision)
-        return [smiles for _, smiles in library.decode_rows((selfies, self.tokenizer.constraints))]
+        generator = torch.Generator().manual_seed(seed)
+        draws = generate.draw_tokens(self.model, z.float(), z.shape[0], temperature, mode, generator, precision=self.precision)
+        return [smiles for _, smiles, _, _ in library.decode_rows((draws.rows(), self.tokenizer, None, None))]
 
     def interpolate(
-        self, smiles_a: str, smiles_b: str, steps: int = 8, mode: str = "greedy", seed: int = 0
+        self, smiles_a: str, smiles_b: str, steps: int = 8, mode: str = "sample", seed: int = 0, temperature: float = 1.0
     ) -> list[str | None]:
-        """Decode ``steps`` points on the line between the posterior means of two molecules."""
+        """Decode ``steps`` points on the line between the posterior means of two molecules.
+
+        Each point's tokens are drawn from p(x|z) (``mode="greedy"``: the argmax, named as such).
+        """
         if steps < 2:
             raise MolgenError(f"steps must be at least 2, not {steps}")
         mu, _ = self.encode([smiles_a, smiles_b])
         w = torch.linspace(0, 1, steps).unsqueeze(1)
-        return self.decode((1 - w) * mu[0] + w * mu[1], mode=mode, seed=seed)
+        return self.decode((1 - w) * mu[0] + w * mu[1], mode=mode, temperature=temperature, seed=seed)
 
-    def neighbours(self, smiles: str, n: int = 10, scale: float = 0.5, seed: int = 0) -> list[str | None]:
-        """Sample ``n`` molecules around one: z = E[z|x] + scale * noise, tokens drawn from p(x|z)."""
-        mu, _ = self.encode([smiles])
-        generator = torch.Generator().manual_seed(seed)
-        z = mu + scale * torch.randn(n, mu.shape[1], generator=generator)
-        return self.decode(z, mode="sample", seed=seed)
+    def interpolation_rows(
+        self, smiles_a: str, smiles_b: str, steps: int = 8, mode: str = "sample", seed: int = 0, temperature: float = 1.0
+    ) -> list[dict]:
+        """``interpolate`` as rows: step, t, SMILES (None when invalid), Tanimoto to A and to B."""
+        path = self.interpolate(smiles_a, smiles_b, steps, mode, seed, temperature)
+        ends = [canonical_or_reason(s)[0] for s in (smiles_a, smiles_b)]
+        rows = []
+        for i, smiles in enumerate(path):
+            row = {"step": i, "t": i / (steps - 1), "SMILES": smiles, "similarity_a": None, "similarity_b": None}
+            if smiles is not None:
+                from molgen.metrics.molecules import parse
 
+                mol = parse(smiles)
+                row.update(similarity_a=library.tanimoto_to(mol, ends[0]), similarity_b=library.tanimoto_to(mol, ends[1]))
+            rows.append(row)
+        return rows
+
+    def neighbours(self, smiles: str, n: int = 10, sigma: float = 1.0, seed: int = 0) -> list[str | None]:
+        """Sample ``n`` molecules around one: z = E[z|x] + sigma * std(z|x) * eps, tokens drawn from p(x|z)."""
+        return [row["SMILES"] for row in self.sample(n, seed=seed, near=smiles, sigma=sigma)]

@@ -294,8 +294,8 @@ def test_training_checkpoint_without_a_version_still_loads(io_dirs, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-n", 0], "-n must be a positive number of molecules, not 0"),
-        (["-n", -5], "-n must be a positive number of molecules, not -5"),
+        (["-n", 0], "must be a positive number of molecules, not 0"),
+        (["-n", -5], "must be a positive number of molecules, not -5"),
         (["-n", 5, "--batch-size", 0], "batch size must be positive"),
         (["-n", 5, "--temperature", 0], "temperature must be > 0"),
         (["-n", 5, "--component", 7], "--component must be in 0..1"),

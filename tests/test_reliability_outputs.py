@@ -87,7 +87,7 @@ def test_sampler_error_mid_write_keeps_the_previous_csv(tmp_path, monkeypatch):
     monkeypatch.setattr(library_module, "decode_rows", failing)
     monkeypatch.setenv("MOLGEN_WORKERS", "1")
     with pytest.raises(OSError, match="No space left"):
-        gen.write_csv(target, 500, batch_size=50, progress=False)
+        gen.write(target, 500, batch_size=50, progress=False)
     assert target.read_text() == PREVIOUS
     assert _temp_files(tmp_path) == []
 

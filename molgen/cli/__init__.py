@@ -6,13 +6,14 @@ import sys
 from typing import Sequence
 
 from molgen import __version__
-from molgen.cli import data, evaluate, sample, score, train  # each imports its heavy libraries (Lightning, ...) in run()
+from molgen.cli import data, evaluate, interpolate, sample, score, train  # each imports its heavy libraries (Lightning, ...) in run()
 from molgen.errors import MolgenError
 
 #: verb -> (module with ``add_args(parser)`` and ``run(args)``, help text)
 VERBS = {
     "train": (train, "train a VAE (or the autoregressive LM baseline) on a SMILES file"),
-    "sample": (sample, "sample a molecule library to CSV from a trained model"),
+    "sample": (sample, "sample a molecule library (.csv, .smi, .sdf) from a trained model, or around molecules"),
+    "interpolate": (interpolate, "molecules decoded along the latent line between two molecules"),
     "evaluate": (evaluate, "held-out likelihood (ELBO, IWAE) and collapse diagnostics of a model"),
     "score": (score, "MOSES-compatible metrics of a generated set against reference sets"),
     "data": (data, "dataset utilities (statistics, MOSES splits)"),

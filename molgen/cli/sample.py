@@ -1,24 +1,34 @@
-"""`molgen sample`: a molecule library to CSV, every token drawn from the decoder's categorical."""
+"""`molgen sample`: a molecule library (.csv, .smi or .sdf), every token drawn from the decoder's categorical."""
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from molgen.device import DEVICE_HELP, resolve_device
-from molgen.errors import MolgenError, check_molecule_count
+from molgen.device import DEVICE_HELP
+from molgen.errors import MolgenError
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """Register the `sample` options."""
     parser.add_argument("--model", default=None, help="checkpoint (default: the shipped MOSES model in checkpoints/)")
-    parser.add_argument("-n", "--n", type=int, required=True, help="number of molecules")
-    parser.add_argument("--out", required=True, help="output CSV (written complete or not at all)")
+    parser.add_argument("-n", "--n", type=int, required=True, help="number of molecules (per seed molecule with --near)")
+    parser.add_argument("--out", required=True,
+                        help="output file: .csv (every column), .smi or .sdf (valid molecules, columns as SD tags); "
+                             "written complete or not at all")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (1 = the model's distribution)")
     parser.add_argument("--mode", choices=("sample", "greedy"), default="sample",
                         help="'sample' draws each token (default); 'greedy' takes the argmax (not a sample)")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--component", type=int, default=None, help="draw z from this mixture component only")
+    parser.add_argument("--near", metavar="SMILES|FILE",
+                        help="sample around a molecule (or each molecule of a SMILES file): z from its posterior q(z|x); "
+                             "adds seed_smiles and similarity (Tanimoto, Morgan r=2) columns")  # fmt: skip
+    parser.add_argument("--sigma", type=float, default=1.0,
+                        help="with --near: z = mu + sigma * std * eps (1: the posterior itself; smaller: closer)")
+    parser.add_argument("--scaffold", metavar="SMARTS",
+                        help="keep only molecules that contain this substructure (SMARTS or SMILES), drawing until n")
     parser.add_argument("--unique", action="store_true", help="drop repeated molecules, keep drawing until n")
     parser.add_argument("--valid-only", action="store_true", help="drop invalid molecules, keep drawing until n")
     parser.add_argument("--threads", type=int, default=1,
@@ -30,21 +40,29 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help=f"where the network runs: {DEVICE_HELP}")
 
 
+def seed_molecules(near: str) -> list[str]:
+    """The seeds of ``--near``: the molecules of a SMILES file when ``near`` names one, else ``near`` itself."""
+    if Path(near).is_file():
+        from molgen.readers import read_column
+
+        return read_column(near)
+    return [near]
+
+
 def run(args: argparse.Namespace) -> int:
-    """Sample to CSV and print a one-line JSON summary."""
+    """Sample to a file and print a one-line JSON summary."""
     from molgen.sample import Generator
 
-    check_molecule_count(args.n, "-n")
     if args.threads <= 0:
         raise MolgenError(f"--threads must be positive, not {args.threads}")
     import torch
 
-    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
-    generator = Generator.load(args.model, precision=args.precision, constraints=args.constraints, device=device)
-    summary = generator.write_csv(
+    generator = Generator.load(args.model, precision=args.precision, constraints=args.constraints, device=args.device)
+    summary = generator.write(
         args.out, args.n, temperature=args.temperature, mode=args.mode, component=args.component,
         seed=args.seed, batch_size=args.batch_size, unique=args.unique, valid_only=args.valid_only,
+        near=seed_molecules(args.near) if args.near else None, sigma=args.sigma, scaffold=args.scaffold,
     )  # fmt: skip
     print(json.dumps({"out": args.out, **{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}}))
     return 0

@@ -6,24 +6,17 @@ what "samples" means. The GRU state is the cache; a batch stops as soon as every
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from molgen.errors import MolgenError, check_molecule_count
+from molgen.device import autocast, resolve_precision
+from molgen.errors import MolgenError
 from molgen.model.vae import MoleculeVAE
 
-if TYPE_CHECKING:  # only its ids_to_selfies is called
-    from molgen.tokenizer import SelfiesTokenizer
-
 MODES = ("sample", "greedy")
-#: the sampler's ``--precision`` values, Lightning's names as in `molgen train`
-PRECISIONS = ("32-true", "bf16-mixed")
-#: the short names the sampler took before, still accepted
-PRECISION_ALIASES = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed"}
 
 
 @dataclass
@@ -34,20 +27,22 @@ class Draws:
     lengths: torch.Tensor  # [B] long
     nll: torch.Tensor  # [B] float64, -log p(x|z) of the drawn tokens under the model (T = 1)
 
-
-def sampler_precision(precision: str) -> str:
-    """Lightning's name of a sampler precision: "32-true" or "bf16-mixed" ("32" and "bf16" are aliases)."""
-    name = PRECISION_ALIASES.get(str(precision), str(precision))
-    if name not in PRECISIONS:
-        raise MolgenError(f"precision must be 32-true or bf16-mixed (or 32, bf16), not {precision!r}")
-    return name
+    def rows(self) -> list[list[int]]:
+        """The token ids of each molecule, cut at its length."""
+        return [r[:n] for r, n in zip(self.tokens.tolist(), self.lengths.tolist())]
 
 
-def autocast_context(precision: str, device_type: str = "cpu"):
-    """bf16 autocast on ``device_type`` for ``precision="bf16-mixed"`` ("bf16"), a no-op for "32-true" ("32")."""
-    if sampler_precision(precision) == "bf16-mixed":
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+@dataclass
+class Batch:
+    """One batch of ``iter_batches``: the draws, each row's mixture component and the seed it was drawn around."""
+
+    draws: Draws
+    component: np.ndarray  # [B] int: the prior component z was drawn from (-1 for an LM)
+    origin: np.ndarray | None  # [B] int: index of the seed molecule z was drawn around; None for prior draws
+
+
+#: (batch size, CPU generator) -> (z [B, D] or None, component [B], origin [B] or None)
+LatentSource = Callable[[int, torch.Generator], tuple["torch.Tensor | None", torch.Tensor, "torch.Tensor | None"]]
 
 
 @torch.inference_mode()
@@ -74,7 +69,7 @@ def draw_tokens(
     if mode == "sample" and not temperature > 0:
         raise MolgenError(f"temperature must be > 0, not {temperature}")
     max_len = max_len or model.max_len
-    precision = sampler_precision(precision)
+    precision = resolve_precision(precision)
     device = model.decoder.out.weight.device
     z = z.to(device) if z is not None else None
     h = model.decoder_init(z, batch_size).float()  # state of the active rows
@@ -89,7 +84,7 @@ def draw_tokens(
     rows = torch.arange(batch_size)
     active = torch.arange(batch_size)  # the rows the network runs on: the unfinished ones
     for t in range(max_len):
-        with autocast_context(precision, device.type):
+        with autocast(precision, device.type):
             out, h = step(prev[active].to(device), h)
         logits[active] = out.cpu()
         # the draw covers every row, finished or not, so the generator's stream (and each row's
@@ -119,56 +114,66 @@ def draw_tokens(
     return Draws(tokens[:, : int(lengths.max())], lengths, nll)
 
 
-def prior_draws(
-    model: MoleculeVAE, n: int, component: int | None, generator: torch.Generator
-) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Latents z [n, D] from p(z) (or from component ``component``) and their components; (None, -1s) for an LM."""
+def prior_source(model: MoleculeVAE, component: int | None = None) -> LatentSource:
+    """Latents from p(z) (or from mixture component ``component``); no latent for an LM."""
     if model.kind != "vae":
         if component is not None:
             raise MolgenError("a language model (kind='lm') has no mixture components")
-        return None, torch.full((n,), -1, dtype=torch.long)
+        return lambda size, generator: (None, torch.full((size,), -1, dtype=torch.long), None)
     if component is not None and not 0 <= component < model.prior.n_components:
         raise MolgenError(f"--component must be in 0..{model.prior.n_components - 1}, not {component}")
-    return model.prior.sample(n, component=component, generator=generator)
+
+    def draw(size: int, generator: torch.Generator):
+        z, k = model.prior.sample(size, component=component, generator=generator)
+        return z, k, None
+
+    return draw
+
+
+@torch.inference_mode()
+def posterior_source(model: MoleculeVAE, tokens: torch.Tensor, lengths: torch.Tensor, sigma: float = 1.0) -> LatentSource:
+    """Latents around seed molecules: z = mu(x) + sigma * std(x) * eps, q(z|x) itself for sigma = 1.
+
+    Rows go to the seeds in turn (row i of every batch to seed i mod S), so each seed gets an
+    equal share of every batch; ``origin`` says which seed a row was drawn around.
+    """
+    if model.kind != "vae":
+        raise MolgenError("a language model (kind='lm') has no latent space to sample around a molecule")
+    if not sigma >= 0:
+        raise MolgenError(f"sigma must be >= 0, not {sigma}")
+    device = model.decoder.out.weight.device
+    mu, logvar = model.encode(tokens.to(device), lengths.to(device))
+    mu, std = mu.float().cpu(), (0.5 * logvar.float()).exp().cpu()
+    state = {"next": 0}
+
+    def draw(size: int, generator: torch.Generator):
+        origin = (state["next"] + torch.arange(size)) % len(mu)
+        state["next"] = int(origin[-1]) + 1
+        z = mu[origin] + sigma * std[origin] * torch.randn(size, mu.shape[1], generator=generator)
+        return z, model.prior.responsibilities(z).argmax(1), origin
+
+    return draw
 
 
 def iter_batches(
     model: MoleculeVAE,
-    tokenizer: SelfiesTokenizer,
     n: int,
     batch_size: int = 1024,
     temperature: float = 1.0,
     mode: str = "sample",
-    component: int | None = None,
     seed: int = 0,
     precision: str = "32-true",
-) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
-    """Yield (SELFIES strings, nll, component) per batch until ``n`` molecules were drawn."""
-    check_molecule_count(n)
+    latents: LatentSource | None = None,
+) -> Iterator[Batch]:
+    """Yield batches of draws until ``n`` molecules were drawn (latents from ``latents``, default p(z))."""
     if batch_size <= 0:
         raise MolgenError(f"batch size must be positive, not {batch_size}")
+    latents = latents or prior_source(model)
     generator = torch.Generator().manual_seed(seed)
     done = 0
     while done < n:
         size = min(batch_size, n - done)
-        z, k = prior_draws(model, size, component, generator)
+        z, k, origin = latents(size, generator)
         draws = draw_tokens(model, z, size, temperature, mode, generator, precision=precision)
-        rows = draws.tokens.numpy()
-        selfies = [tokenizer.ids_to_selfies(r[:length]) for r, length in zip(rows, draws.lengths.tolist())]
-        yield selfies, draws.nll.numpy(), k.cpu().numpy()
+        yield Batch(draws, k.cpu().numpy(), None if origin is None else origin.numpy())
         done += size
-
-
-def draw_selfies(
-    model: MoleculeVAE,
-    tokenizer: SelfiesTokenizer,
-    z: torch.Tensor,
-    mode: str = "sample",
-    temperature: float = 1.0,
-    seed: int = 0,
-    precision: str = "32-true",
-) -> list[str]:
-    """SELFIES strings decoded from latents z [N, D] (one draw each; the argmax for ``mode="greedy"``)."""
-    generator = torch.Generator().manual_seed(seed)
-    draws = draw_tokens(model, z.float(), z.shape[0], temperature, mode, generator, precision=precision)
-    return [tokenizer.ids_to_selfies(r[:n]) for r, n in zip(draws.tokens.tolist(), draws.lengths.tolist())]

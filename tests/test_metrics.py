@@ -17,9 +17,9 @@ from molgen.metrics.fcd import chemnet_activations, chemnet_tokens, frechet_dist
 from molgen.metrics.filters import filter_smarts, matching_filters, passes_filters
 from molgen.metrics.fragments import brics_fragments, cosine_similarity, scaffold
 from molgen.metrics.properties import properties, wasserstein
-from molgen.metrics.score import _unique_at
+from molgen.metrics.score import unique_at
 from molgen.metrics import similarity
-from molgen.metrics.similarity import _popcount_groups, internal_diversity, morgan_bits, nearest_similarity
+from molgen.metrics.similarity import popcount_groups, internal_diversity, morgan_bits, nearest_similarity
 
 MOLS = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "O=C(O)c1ccccc1OC(C)=O", "CCO"]
 REF = ["CCN", "c1ccccc1N", "CC(=O)Oc1ccccc1C(=O)O", "Cc1ccccc1", "C1CCCCC1"]
@@ -63,7 +63,7 @@ def test_nearest_similarity_uniform_popcount_blocks_match_brute_force(tanimoto_p
     gen_bits = (rng.random((n_gen, 1024)) < 0.03).astype(np.uint8)
     gen_bits[0] = ref_bits[7]  # an exact match
     gen_bits[1] = 0  # an empty fingerprint: similarity 0 to non-empty ones
-    groups = _popcount_groups(np.sort(ref_bits.sum(1)))
+    groups = popcount_groups(np.sort(ref_bits.sum(1)))
     assert any(uniform for _, _, uniform in groups) and not all(uniform for _, _, uniform in groups)
     inter = gen_bits.astype(np.float64) @ ref_bits.T.astype(np.float64)
     union = gen_bits.sum(1)[:, None] + ref_bits.sum(1)[None, :] - inter
@@ -217,8 +217,8 @@ def test_wasserstein_of_shifted_samples_is_the_shift():
 
 
 def test_unique_at_k_counts_the_first_k():
-    assert _unique_at(["a", "a", "b", "c"], 2) == 0.5
-    assert _unique_at(["a", "a", "b", "c"], 10) == 0.75  # fewer than k: all of them, as MOSES
+    assert unique_at(["a", "a", "b", "c"], 2) == 0.5
+    assert unique_at(["a", "a", "b", "c"], 10) == 0.75  # fewer than k: all of them, as MOSES
 
 
 def test_chemnet_activations_equal_fcd_torch():

@@ -33,7 +33,8 @@ MOSES_KEYS = (
 STRUCTURE_KEYS = ("rings", "aromatic_rings", "aromatic_atom_fraction")
 
 
-def _unique_at(canonical: Sequence[str], k: int) -> float:
+def unique_at(canonical: Sequence[str], k: int) -> float:
+    """Fraction of unique molecules among the first ``k`` (all of them when there are fewer, as MOSES)."""
     head = canonical[:k]
     return len(set(head)) / len(head) if head else float("nan")
 
@@ -98,7 +99,7 @@ def score_set(
     table = describe(smiles, generated=True, desc="generated set")
     metrics: dict = {"valid": float(table.valid.mean())}
     for k in (1000, 10000):
-        metrics[f"unique@{k}"] = _unique_at(table.smiles, k)
+        metrics[f"unique@{k}"] = unique_at(table.smiles, k)
     with bar(len(table), "ChemNet generated") as progress:
         activations = chemnet_activations(table.chemnet_tokens, progress=progress, device=device)
     chemnet = gaussian(activations) if len(activations) >= 2 else None

@@ -115,7 +115,7 @@ def _portable_nearest(generated: np.ndarray, reference: np.ndarray, progress=Non
     ref = _unpack(reference[order])
     ref_pop = ref_pop[order]
     ref_counts = torch.from_numpy(ref_pop).float()
-    groups = _popcount_groups(ref_pop)
+    groups = popcount_groups(ref_pop)
     best = torch.zeros(len(generated), dtype=torch.float32)
     scratch = _Scratch()
     for rows in _blocks(len(generated)):
@@ -135,7 +135,7 @@ def _portable_nearest(generated: np.ndarray, reference: np.ndarray, progress=Non
     return best.numpy().astype(np.float64)
 
 
-def _popcount_groups(sorted_counts: np.ndarray, min_uniform: int = 256, size: int = 2 * _BLOCK) -> list:
+def popcount_groups(sorted_counts: np.ndarray, min_uniform: int = 256, size: int = 2 * _BLOCK) -> list:
     """Split a popcount-sorted reference into (start, stop, uniform) column blocks: runs of one
     popcount of at least ``min_uniform`` columns are uniform; smaller runs are pooled."""
     values, starts, lengths = np.unique(sorted_counts, return_index=True, return_counts=True)

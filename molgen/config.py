@@ -68,6 +68,7 @@ class DataConfig:
     train: str | None = None
     val: str | None = None  # None: hold out val_size molecules of the training file
     val_size: int = 2000
+    val_fraction: float = 0.0  # > 0: hold out this fraction of the training file instead of val_size molecules
     smiles_column: str | None = None
     constraints: Literal["strict", "relaxed"] = "strict"
     on_invalid: Literal["error", "skip"] = "error"
@@ -97,6 +98,22 @@ class TrainerConfig:
     threads: int | None = None  # torch intra-op threads per process; None: torch default
     fcd_samples: int = 2000  # molecules sampled at every validation for val/fcd; 0 = off
     fcd_reference: str | None = None  # SMILES file whose ChemNet statistics val/fcd is against; None: the validation set
+    early_stopping_patience: int = 0  # stop after this many validations without a better val/elbo; 0 = off
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning a trained model on a small set (``molgen train --init-from``); off while init_from is None."""
+
+    init_from: str | None = None  # a model file, a training .ckpt, a run folder (its model.pt) or "shipped"
+    restore_best: bool = True  # the final weights are those of the best validation step
+    refit_prior: bool = True  # EM refit of the prior to the training molecules' encodings at the end
+    refit_draws: int = 20  # z draws per training molecule for the refit (at most 50,000 in all)
+    eval_samples: int = 1000  # molecules drawn from the base and the fine-tuned model for the comparison; 0 = none
+    eval_seed: int = 0
+    eval_constraints: Literal["strict", "relaxed"] | None = None  # decoding for the comparison; None: the model's own
+    eval_valid_only: bool = False  # redraw invalid molecules (useful with relaxed constraints)
+    base_train: str | None = None  # the base model's training file (novelty); None: MOSES train for the shipped model
 
 
 @dataclass
@@ -109,6 +126,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict:
         """Plain nested dict (YAML/JSON ready)."""
@@ -138,10 +156,16 @@ class TrainConfig:
             "optim.grad_clip": self.optim.grad_clip, "data.val_size": self.data.val_size,
             "trainer.fcd_samples": self.trainer.fcd_samples,
             "data.num_workers": self.data.num_workers,
+            "trainer.early_stopping_patience": self.trainer.early_stopping_patience,
+            "finetune.refit_draws": self.finetune.refit_draws, "finetune.eval_samples": self.finetune.eval_samples,
         }  # fmt: skip
         for key, value in non_negative.items():
             if value < 0:
                 raise MolgenError(f"config {key} must be >= 0, got {value}")
+        if not 0 <= self.data.val_fraction < 1:
+            raise MolgenError(f"config data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
+        if self.finetune.eval_samples == 1:
+            raise MolgenError("config finetune.eval_samples must be 0 (no comparison) or at least 2, got 1")
         if not 0 <= self.model.word_dropout < 1:
             raise MolgenError(f"config model.word_dropout must be in [0, 1), got {self.model.word_dropout}")
         if self.model.max_len is not None and self.model.max_len < 2:
@@ -157,6 +181,31 @@ class TrainConfig:
         if self.trainer.threads is not None and self.trainer.threads < 1:
             raise MolgenError(f"config trainer.threads must be >= 1, got {self.trainer.threads}")
         return self
+
+
+#: What ``molgen train --init-from`` changes in the defaults (``configs/finetune.yaml`` is the result):
+#: a small set wants a lower constant learning rate, small random batches, a held-out slice with
+#: early stopping, beta at 1 from the first step (the base model is past its warm-up) and no
+#: component restarts (a focused set uses few of the components; the EM refit at the end places
+#: all of them on its encodings).
+FINETUNE_OVERRIDES: dict[str, Any] = {
+    "optim.lr": 3e-4,
+    "data.batch_size": 64,
+    "data.bucket_batches": 1,
+    "data.val_fraction": 0.1,
+    "trainer.max_steps": 300,
+    "trainer.val_every_steps": 25,
+    "trainer.early_stopping_patience": 4,
+    "trainer.log_every_n_steps": 10,
+    "trainer.fcd_samples": 0,
+    "objective.beta_warmup_molecules": 0,
+    "objective.restart_dead_components": False,
+}
+
+
+def finetune_config() -> "TrainConfig":
+    """The built-in defaults with ``FINETUNE_OVERRIDES``: the base config of ``molgen train --init-from``."""
+    return apply_overrides(TrainConfig(), FINETUNE_OVERRIDES)
 
 
 def _type_name(tp: Any) -> str:

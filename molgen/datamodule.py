@@ -135,13 +135,16 @@ class MoleculeDataModule(pl.LightningDataModule):
         if cfg.val is not None:
             _, val = load_tokenized(cfg.val, tok, **load)
         else:
-            if len(train) < 2 * cfg.val_size or cfg.val_size == 0:
+            n_val = max(1, round(cfg.val_fraction * len(train))) if cfg.val_fraction > 0 else cfg.val_size
+            if cfg.val_fraction > 0 and len(train) < 2:
+                raise MolgenError(f"{cfg.train}: {len(train)} molecule is too few to hold out a validation slice")
+            if cfg.val_fraction == 0 and (len(train) < 2 * cfg.val_size or cfg.val_size == 0):
                 raise MolgenError(
                     f"{cfg.train}: {len(train)} molecules is too few to hold out data.val_size={cfg.val_size} "
-                    "for validation; give --val FILE or a smaller data.val_size"
+                    "for validation; give --val FILE, a smaller data.val_size or data.val_fraction (e.g. 0.1)"
                 )
             perm = np.random.default_rng(seed).permutation(len(train))
-            val, train = subset(train, np.sort(perm[: cfg.val_size])), subset(train, np.sort(perm[cfg.val_size :]))
+            val, train = subset(train, np.sort(perm[:n_val])), subset(train, np.sort(perm[n_val:]))
         dm = cls(train, val, cfg.batch_size, seed, cfg.bucket_batches, cfg.diag_molecules, cfg.num_workers, tok.pad_id)
         return dm, tok
 

@@ -2,9 +2,12 @@
 
 A run directory holds ``config.yaml``, ``metrics.csv``, ``checkpoints/last.ckpt`` and the best
 checkpoint by validation ELBO, ``model.pt`` (final weights, small, weights-only) and ``summary.json``.
+A fine-tune (``config.finetune.init_from``, ``molgen.finetune``) also writes ``rejects.csv`` and puts
+the before/after comparison of samples in the summary's ``finetune``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +22,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 from molgen.checkpoint import load_model, save_model
 from molgen.config import TrainConfig, save_config
@@ -28,6 +31,8 @@ from molgen.errors import MolgenError
 from molgen.files import atomic_open, atomic_path
 from molgen.model.lightning import VAEModule
 from molgen.monitor import SampleFCD
+from molgen.progress import say
+from molgen.readers import write_rejects
 from molgen.run_metrics import RunMetrics
 from molgen.run_metrics import trim as trim_metrics
 from molgen.training_state import CONFIG_KEY, METRICS_KEY, read_checkpoint
@@ -84,7 +89,7 @@ class _StopOnInterrupt(Callback):
             self._previous = None
 
 
-class _StretchBudget(Callback):
+class StretchBudget(Callback):
     """Stop (validate, checkpoint) once this process has trained for ``seconds``: a budget per stretch.
 
     Lightning's own ``max_time`` Timer is restored from the checkpoint, so it counts every earlier
@@ -104,6 +109,15 @@ class _StretchBudget(Callback):
             over = trainer.strategy.reduce_boolean_decision(over, all=False)
         if over:
             self.stopped = trainer.should_stop = True
+
+
+class _SayValidation(Callback):
+    """A line per validation on stderr (a fine-tune's progress when no bar is shown)."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking and pl_module.last_val:
+            limit = f" of {trainer.max_steps}" if trainer.max_steps > 0 else ""
+            say(f"fine-tune: step {trainer.global_step}{limit}, val ELBO {pl_module.last_val['elbo']:.2f} nats/molecule")
 
 
 class _RunConfig(Callback):
@@ -169,6 +183,7 @@ def _quiet_lightning() -> None:
         ".*is an invalid version and will not be supported.*",
         ".*your dataloader is not resumable.*",  # MoleculeDataModule.state_dict resumes the epoch's batch order
         ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+        ".*is smaller than the logging interval.*",  # a small fine-tuning set has few batches per epoch
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
@@ -217,6 +232,20 @@ def train(
     if not resume and last.exists():
         raise MolgenError(f"{out} already holds a run ({last}); use --resume to continue it or choose another --out")
     start_from = last if resume else Path(resume_from) if resume_from is not None else None
+    base = rejects = None
+    if config.finetune.init_from is not None:  # the base model's architecture and vocabulary, every molecule readable
+        from molgen import finetune
+
+        base = finetune.load_base(config)
+        config, ignored = finetune.adopt_architecture(config, base.model)
+        if ignored and is_rank_zero():
+            say(f"fine-tune: the architecture is the base model's; ignored {', '.join(ignored)}")
+        d = config.data
+        if d.train is None:
+            raise MolgenError("no training data: give --data FILE (data.train), the set to fine-tune on")
+        rejects = finetune.check_molecules(
+            d.train, base.tokenizer, base.model.max_len, d.smiles_column, d.on_invalid, d.cache_dir
+        )
     state = read_checkpoint(start_from) if start_from is not None else None
     _quiet_lightning()
     tc = config.trainer
@@ -224,8 +253,9 @@ def train(
         torch.set_num_threads(tc.threads)
     pl.seed_everything(tc.seed, workers=True, verbose=False)
 
-    tokenizer = load_model(start_from)[1] if start_from is not None else None
-    dm, tokenizer = MoleculeDataModule.from_config(config.data, tc.seed, tokenizer, config.model.max_len)
+    tokenizer = load_model(start_from)[1] if start_from is not None else base.tokenizer if base is not None else None
+    data_config = dataclasses.replace(config.data, on_invalid="skip") if base is not None else config.data  # checked above
+    dm, tokenizer = MoleculeDataModule.from_config(data_config, tc.seed, tokenizer, config.model.max_len)
     max_len = config.model.max_len or int(max(dm.train_set.lengths.max(), dm.val_set.lengths.max()))
     hparams = model_hparams(config, len(tokenizer), max_len)
     module = VAEModule(
@@ -235,6 +265,8 @@ def train(
         config.to_dict()["optim"],
         seed=tc.seed,
     )
+    if base is not None and start_from is None:
+        module.model.load_state_dict(base.model.state_dict())
 
     checkpoint = ModelCheckpoint(
         dirpath=str(out / CHECKPOINT_DIR),
@@ -252,7 +284,11 @@ def train(
     cbs: list[Callback] = [checkpoint, last_checkpoint, _ValidateAtEnd(), _SaveMetricsWithCheckpoints(), interrupt,
                            _RunConfig(config), *(callbacks or [])]  # fmt: skip
     if tc.max_time is not None:
-        cbs.append(_StretchBudget(seconds(tc.max_time)))
+        cbs.append(StretchBudget(seconds(tc.max_time)))
+    if base is not None and not tc.progress_bar:
+        cbs.append(_SayValidation())
+    if tc.early_stopping_patience > 0:
+        cbs.append(EarlyStopping(monitor="val/elbo", mode="max", patience=tc.early_stopping_patience))
     if tc.fcd_samples > 0:
         cbs.append(SampleFCD(tc.fcd_samples, tokenizer, tc.fcd_reference, dm.val_set.smiles or []))
     if tc.progress_bar:
@@ -292,13 +328,22 @@ def train(
             with atomic_open(out / METRICS, "w", encoding="utf-8") as handle:
                 handle.write(history)  # the earlier stretches' curves continue in this run folder
         trim_metrics(out / METRICS, start_step)
+        if rejects is not None:
+            write_rejects(out / "rejects.csv", rejects)  # written even when empty: no stale list remains
     trainer.fit(module, datamodule=dm, ckpt_path=str(start_from) if start_from is not None else None)
     elapsed = time.perf_counter() - start
     if trainer.interrupted or interrupt.stopped_at is not None:
         raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; {last} holds it, continue with --resume")
     summary = _summary(config, trainer, module, checkpoint, elapsed, trainer.global_step - start_step)
     if trainer.is_global_zero:
-        save_model(out / "model.pt", module.model, tokenizer, extra={"global_step": trainer.global_step, "val": module.last_val})
+        extra = {"global_step": trainer.global_step, "val": module.last_val}
+        if base is not None:
+            reference = (dm.train_set.smiles or []) + (dm.val_set.smiles or [])
+            summary["finetune"] = finetune.finish(module.model, tokenizer, dm.train_set, reference, config, base,
+                                                  checkpoint.best_model_path or None)  # fmt: skip
+            summary["finetune"]["rejects"] = {"file": str(out / "rejects.csv"), "count": len(rejects or [])}
+            extra["finetune"] = {k: summary["finetune"][k] for k in ("init_from", "restored_from", "prior_refit")}
+        save_model(out / "model.pt", module.model, tokenizer, extra=extra)
         with atomic_open(out / "summary.json", "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=1)
     return summary

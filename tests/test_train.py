@@ -248,9 +248,9 @@ def test_a_packed_state_resumes_the_run_elsewhere_with_another_batch_size_and_le
 
 
 def test_a_stretch_budget_stops_this_call_not_the_run(tmp_path):
-    from molgen.train import _StretchBudget
+    from molgen.train import StretchBudget
 
-    budget = _StretchBudget(0)
+    budget = StretchBudget(0)
     summary = train(config_for(tmp_path, "--max-steps", 50, "--val-every", 50), callbacks=[budget])
     assert budget.stopped and summary["global_step"] == 1  # stops after the step in which the budget ran out
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # and validates + checkpoints there

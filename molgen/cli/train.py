@@ -1,11 +1,12 @@
-"""`molgen train`: train a VAE (or, with --kind lm, the language-model baseline) on a SMILES file."""
+"""`molgen train`: train a VAE (or, with --kind lm, the language-model baseline) on a SMILES file, or
+fine-tune a trained model on a small set (--init-from MODEL, defaults of configs/finetune.yaml)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 from typing import Any
 
-from molgen.config import TrainConfig, apply_overrides, config_from_dict, load_config, parse_override
+from molgen.config import TrainConfig, apply_overrides, config_from_dict, finetune_config, load_config, parse_override
 from molgen.errors import MolgenError
 
 
@@ -34,6 +35,7 @@ FLAG_KEYS = {
     "seed": "trainer.seed",
     "threads": "trainer.threads",
     "lr": "optim.lr",
+    "init_from": "finetune.init_from",
 }
 
 
@@ -48,6 +50,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--resume-from", metavar="STATE",
                     help="continue the run saved in a training state (a packed state such as "
                          "checkpoints/molgen-moses.state.pt, or a last.ckpt) into a new --out; its config is the base")  # fmt: skip
+    io.add_argument("--init-from", metavar="MODEL",
+                    help="fine-tune this model on --data: a model file, a training .ckpt, a run folder, or 'shipped' "
+                         "(the MOSES model); its vocabulary and architecture are kept, and the defaults become "
+                         "configs/finetune.yaml's (lr 3e-4, batch 64, 300 steps, 10%% held out, early stopping)")  # fmt: skip
     io.add_argument("--smiles-column", help="name of the SMILES column (default: auto-detected)")
     io.add_argument("--constraints", choices=("strict", "relaxed"), help="SELFIES semantic constraints")
     io.add_argument("--on-invalid", choices=("error", "skip"), help="stop at an invalid row, or skip it")
@@ -80,6 +86,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise MolgenError(
             "train has no --model (a checkpoint in sample and evaluate): the model family is --kind vae|lm"
         )
+    init_from = getattr(args, "init_from", None)
+    if init_from and (args.resume or args.resume_from):
+        raise MolgenError(
+            "--init-from starts a new fine-tune; --resume and --resume-from continue a run (its config says where it started)"
+        )
     if args.config:
         config = load_config(args.config)
     elif args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
@@ -88,6 +99,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         from molgen.training_state import state_config
 
         config = config_from_dict(state_config(args.resume_from), source=args.resume_from)
+    elif init_from:
+        config = finetune_config()
     else:
         config = TrainConfig()
     overrides: dict[str, Any] = {}
@@ -120,5 +133,9 @@ def run(args: argparse.Namespace) -> int:
               f"(rec {val.get('rec', float('nan')):.2f}, KL {val.get('kl', float('nan')):.2f})"
               + (f", active units {diag['active_units']}/{diag['latent_dim']}, N_eff {diag['n_eff']:.2f}"
                  if diag.get("active_units") is not None else ""))  # fmt: skip
+        if "comparison" in summary.get("finetune", {}):
+            from molgen.finetune import format_comparison
+
+            print(format_comparison(summary["finetune"]["comparison"]))
         print(f"model: {summary['model_file']}  summary: {Path(config.out) / 'summary.json'}")
     return 0

@@ -6,7 +6,7 @@ import sys
 from typing import Sequence
 
 from molgen import __version__
-from molgen.cli import data, evaluate, interpolate, sample, score, train  # each imports its heavy libraries (Lightning, ...) in run()
+from molgen.cli import data, evaluate, interpolate, optimize, sample, score, train  # each imports its heavy libraries (Lightning, ...) in run()
 from molgen.errors import MolgenError
 
 #: verb -> (module with ``add_args(parser)`` and ``run(args)``, help text)
@@ -14,6 +14,7 @@ VERBS = {
     "train": (train, "train a VAE (or the autoregressive LM baseline) on a SMILES file"),
     "sample": (sample, "sample a molecule library (.csv, .smi, .sdf) from a trained model, or around molecules"),
     "interpolate": (interpolate, "molecules decoded along the latent line between two molecules"),
+    "optimize": (optimize, "latent-space optimisation of a property (CMA-ES) against random sampling"),
     "evaluate": (evaluate, "held-out likelihood (ELBO, IWAE) and collapse diagnostics of a model"),
     "score": (score, "MOSES-compatible metrics of a generated set against reference sets"),
     "data": (data, "dataset utilities (statistics, MOSES splits)"),

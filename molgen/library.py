@@ -40,6 +40,10 @@ class Filters:
     def any(self) -> bool:
         return self.valid_only or self.unique or self.scaffold is not None
 
+    def for_output(self, path: str | os.PathLike) -> "Filters":
+        """These filters for a file at ``path``: a .smi or .sdf file holds structures, so valid molecules only."""
+        return self if output_format(path) == ".csv" else Filters(True, self.unique, self.scaffold)
+
 
 @dataclass
 class Counts:
@@ -190,11 +194,10 @@ def write_library(
 ) -> dict:
     """Stream the rows of ``iter_rows`` to ``path`` (.csv, .smi or .sdf by extension); counts and rate.
 
-    A .smi or .sdf file holds structures, so it keeps only valid molecules (as ``valid_only``).
+    A .smi or .sdf file holds structures, so it keeps only valid molecules (``Filters.for_output``).
     """
     fmt = output_format(path)
-    if fmt != ".csv" and not filters.valid_only:
-        filters = Filters(True, filters.unique, filters.scaffold)
+    filters = filters.for_output(path)
     columns = CSV_COLUMNS + (NEAR_COLUMNS if seeds is not None else ())
     counts = Counts()
     with molecule_writer(path, columns) as writer:

@@ -135,8 +135,8 @@ class Generator:
         processes while the network draws the next batch.
         """
         check_molecule_count(n)
-        filters = library.Filters(valid_only, unique, scaffold)
-        budget = n * (max_attempts_factor if filters.any or not str(path).lower().endswith(".csv") else 1)
+        filters = library.Filters(valid_only, unique, scaffold).for_output(path)
+        budget = n * (max_attempts_factor if filters.any else 1)
         batches, seeds = self._batches(budget, batch_size, temperature, mode, component, seed, near, sigma)
         return library.write_library(path, batches, n, self.tokenizer, seed, filters, seeds, progress)
 

@@ -254,7 +254,7 @@ def sample_smiles(
     if constraints is not None:
         tokenizer = SelfiesTokenizer(tokenizer.tokens, constraints)
     generator = Generator(model, tokenizer)
-    rows = generator.sample(n, seed=seed)
+    rows = generator.sample(n, seed=seed, filters=Filters())  # plain draws, for the raw validity
     smiles = [row["SMILES"] for row in rows]
     valid = sum(s is not None for s in smiles) / len(smiles)
     if valid_only:

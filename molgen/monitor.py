@@ -48,11 +48,12 @@ def reference_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
 def sample_fcd(model: Any, tokenizer: SelfiesTokenizer, n: int, reference: tuple[np.ndarray, np.ndarray],
                seed: int = 0) -> dict[str, float]:  # fmt: skip
     """FCD of ``n`` molecules sampled from ``model`` against ``reference`` (mean, covariance), and their validity."""
+    from molgen.library import Filters
     from molgen.sample import Generator  # the sampler imports the model package; keep this module light
 
     was_training = model.training
     try:
-        rows = Generator(model, tokenizer).sample(n, seed=seed)
+        rows = Generator(model, tokenizer).sample(n, seed=seed, filters=Filters())  # every draw: validity counts
     finally:
         model.train(was_training)
     smiles = [r["SMILES"] for r in rows if r["SMILES"]]

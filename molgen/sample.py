@@ -68,6 +68,16 @@ class Generator:
             tokenizer = SelfiesTokenizer(tokenizer.tokens, constraints)
         return cls(model, tokenizer, precision, device)
 
+    @property
+    def redraws_invalid(self) -> bool:
+        """Whether sampling redraws invalid molecules by default: yes under relaxed SELFIES constraints.
+
+        Relaxed decoding lets a malformed string decode to a molecule with a hypervalent atom instead
+        of repairing it (strict decoding's repair is what biases strict samples against aromatic
+        rings); discarding those and drawing again is the method, so it is the relaxed default.
+        """
+        return self.tokenizer.constraints == "relaxed"
+
     # ------------------------------------------------------------------ sampling
     def _batches(self, n, batch_size, temperature, mode, component, seed, near, sigma):
         """(draw budget's batches, seed SMILES or None): latents from the prior, or around ``near``."""
@@ -94,7 +104,7 @@ class Generator:
         batch_size: int = 1024,
         near: str | Sequence[str] | None = None,
         sigma: float = 1.0,
-        filters: library.Filters = library.Filters(),
+        filters: library.Filters | None = None,
         max_attempts_factor: int = 20,
     ) -> list[dict]:
         """Draw ``n`` molecules (``n`` per seed with ``near``); rows have the CSV columns (SMILES None when invalid).
@@ -102,9 +112,10 @@ class Generator:
         ``near``: a SMILES (or several): z is drawn from mu(x) + sigma * std(x) * eps around each
         seed's posterior (q(z|x) itself for sigma = 1) and rows gain ``seed_smiles`` and
         ``similarity`` (Tanimoto to the seed). ``filters`` keep drawing, up to
-        ``max_attempts_factor * n`` draws.
+        ``max_attempts_factor * n`` draws (None: the decoding's default, ``redraws_invalid``).
         """
         check_molecule_count(n)
+        filters = library.Filters(self.redraws_invalid) if filters is None else filters
         budget = n * (max_attempts_factor if filters.any else 1)
         batches, seeds = self._batches(budget, batch_size, temperature, mode, component, seed, near, sigma)
         return list(library.iter_rows(batches, n, self.tokenizer, seed, filters, seeds))
@@ -119,7 +130,7 @@ class Generator:
         seed: int = 0,
         batch_size: int = 1024,
         unique: bool = False,
-        valid_only: bool = False,
+        valid_only: bool | None = None,
         near: str | Sequence[str] | None = None,
         sigma: float = 1.0,
         scaffold: str | None = None,
@@ -130,11 +141,13 @@ class Generator:
 
         The file appears complete or not at all. ``valid_only``, ``unique`` and ``scaffold`` (a
         substructure every molecule contains) keep drawing until the rows pass, at most
-        ``max_attempts_factor * n`` draws; the summary's ``acceptance_rate`` is kept / drawn. A .smi
-        or .sdf file keeps valid molecules only. SELFIES decoding and canonicalization run in worker
-        processes while the network draws the next batch.
+        ``max_attempts_factor * n`` draws; the summary's ``acceptance_rate`` is kept / drawn and
+        ``valid_fraction`` the raw validity of the draws. ``valid_only=None`` is the decoding's
+        default (``redraws_invalid``). A .smi or .sdf file keeps valid molecules only. SELFIES
+        decoding and canonicalization run in worker processes while the network draws the next batch.
         """
         check_molecule_count(n)
+        valid_only = self.redraws_invalid if valid_only is None else valid_only
         filters = library.Filters(valid_only, unique, scaffold).for_output(path)
         budget = n * (max_attempts_factor if filters.any else 1)
         batches, seeds = self._batches(budget, batch_size, temperature, mode, component, seed, near, sigma)

@@ -192,7 +192,7 @@ def test_same_seed_gives_identical_csv(tmp_path):
 
 def test_every_row_is_valid_or_marked_invalid(tmp_path):
     gen = tiny_generator("relaxed")
-    summary = gen.write(tmp_path / "lib.csv", 400, seed=0, batch_size=100, progress=False)
+    summary = gen.write(tmp_path / "lib.csv", 400, seed=0, batch_size=100, valid_only=False, progress=False)
     rows = list(csv.DictReader((tmp_path / "lib.csv").open()))
     assert list(rows[0]) == ["SMILES", "valid", "selfies", "nll", "component", "seed"]
     assert len(rows) == summary["written"] == 400
@@ -342,9 +342,36 @@ def test_constraints_override_decodes_the_same_weights_relaxed(tmp_path):
     strict = Generator.load(tmp_path / "m.pt")
     relaxed = Generator.load(tmp_path / "m.pt", constraints="relaxed")
     assert strict.tokenizer.constraints == "strict" and relaxed.tokenizer.constraints == "relaxed"
-    a, b = strict.sample(300, seed=1), relaxed.sample(300, seed=1)
+    every_draw = library_module.Filters()
+    a, b = strict.sample(300, seed=1), relaxed.sample(300, seed=1, filters=every_draw)
     assert [r["selfies"] for r in a] == [r["selfies"] for r in b]  # same draws, decoded two ways
     assert sum(r["valid"] for r in b) < sum(r["valid"] for r in a)
+
+
+def test_relaxed_decoding_redraws_invalid_draws_by_default_and_keep_invalid_keeps_them(tmp_path):
+    strict, relaxed = tiny_generator("strict"), tiny_generator("relaxed")
+    assert not strict.redraws_invalid and relaxed.redraws_invalid
+    rows = relaxed.sample(200, seed=1)
+    assert len(rows) == 200 and all(r["valid"] for r in rows)
+    raw = relaxed.sample(200, seed=1, filters=library_module.Filters())
+    assert 0 < sum(r["valid"] for r in raw) < 200  # the tiny model's relaxed draws are often invalid
+    assert strict.sample(200, seed=1) == strict.sample(200, seed=1, filters=library_module.Filters())  # no redraws
+    summary = relaxed.write(tmp_path / "lib.csv", 200, seed=1, batch_size=64, progress=False)
+    with open(tmp_path / "lib.csv") as handle:
+        written = list(csv.DictReader(handle))
+    assert len(written) == 200 and all(r["valid"] == "true" for r in written)
+    assert summary["drawn"] > 200 and summary["valid_fraction"] == pytest.approx(summary["acceptance_rate"])
+    relaxed.write(tmp_path / "raw.csv", 200, seed=1, batch_size=64, valid_only=False, progress=False)
+    with open(tmp_path / "raw.csv") as handle:
+        assert any(r["valid"] == "false" for r in csv.DictReader(handle))
+
+
+def test_sample_cli_takes_valid_only_or_keep_invalid_not_both(capsys):
+    from molgen.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["sample", "-n", "5", "--out", "x.csv", "--valid-only", "--keep-invalid"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_precision_takes_lightning_names_and_the_old_short_ones():

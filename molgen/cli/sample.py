@@ -30,7 +30,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scaffold", metavar="SMARTS",
                         help="keep only molecules that contain this substructure (SMARTS or SMILES), drawing until n")
     parser.add_argument("--unique", action="store_true", help="drop repeated molecules, keep drawing until n")
-    parser.add_argument("--valid-only", action="store_true", help="drop invalid molecules, keep drawing until n")
+    validity = parser.add_mutually_exclusive_group()
+    validity.add_argument("--valid-only", dest="valid_only", action="store_true", default=None,
+                          help="drop invalid molecules, keep drawing until n (the default under relaxed constraints)")
+    validity.add_argument("--keep-invalid", dest="valid_only", action="store_false",
+                          help="write invalid draws too, as rows with valid=false (the default under strict constraints)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for the network (default 1: SELFIES decoding runs in parallel worker processes)")
     parser.add_argument("--constraints", choices=("strict", "relaxed"), default=None,

@@ -14,8 +14,11 @@ other with equal shares of the rest of the budget, each start at one of the best
 of a molecule's information from its own tokens, not from z (I(x;z) is 5.3 nats for the shipped
 model, ``checkpoints/README.md``): one run concentrates on one region, where the mean value rises
 but the best few molecules do not, while the best molecules of random sampling come from many
-regions (measured in ``benchmarks/RESULTS.md``). When a run's CMA-ES stops (sigma collapsed, say) it
-restarts from that run's best z.
+regions (measured in ``benchmarks/RESULTS.md``). Each run is centred on the **posterior mean** of its
+best molecule, E[z|x], not on the z that happened to decode to it: most of a decoded molecule comes
+from its token draws, so the prior draw behind a good molecule says little about it, while E[z|x] is
+the latent that explains that molecule; whenever the run decodes a better molecule, CMA-ES starts
+again at that one's posterior mean (and when CMA-ES stops, at the current best's).
 
 What CMA-ES minimises for a candidate is ``-(value - prior_weight * scale * excess(z))``: ``excess``
 is how far log p(z) lies below the ``prior_quantile`` quantile of log p over draws from the prior,
@@ -50,6 +53,7 @@ N_INIT = 50  # prior draws decoded to pick the starts
 STARTS = 5  # CMA-ES runs, one after the other, from the best start draws of distinct molecules
 RUN_MIN = 90  # evaluations per run at least (about 5 generations): a smaller budget gets fewer runs
 PRIOR_WEIGHT = 1.0
+CENTRES = ("posterior", "draw")  # where a CMA-ES run is centred: a molecule's posterior mean, or its prior draw
 PRIOR_QUANTILE = 0.05
 PRIOR_DRAWS = 4096  # draws that set the prior penalty's threshold and spread
 METHODS = ("cma-es", "random")
@@ -231,6 +235,7 @@ def optimize(
     starts: int | None = None,
     decodes: int = 1,
     temperature: float = 1.0,
+    centre_at: str = "posterior",
     baseline: bool = True,
     progress: bool = True,
 ) -> OptimizationResult:
@@ -243,6 +248,8 @@ def optimize(
     when a run would get under ``RUN_MIN`` evaluations). ``popsize`` is CMA-ES's (None: its default,
     4 + 3 ln D, 16 for D = 64); each candidate z is decoded ``decodes`` times (each one evaluation)
     and CMA-ES ranks it by the mean; ``temperature`` is the decoder's, for both methods.
+    ``centre_at="posterior"`` centres each run on the posterior mean of its best molecule so far and
+    starts it again there whenever it finds a better one; ``"draw"`` on the prior draw it came from.
     """
     budget, seed = check_budget(budget), check_seed(seed)
     _check_latent(generator)
@@ -256,6 +263,8 @@ def optimize(
         raise MolgenError(f"starts must be between 1 and n_init ({n_init}), not {starts}")
     if decodes < 1:
         raise MolgenError(f"decodes per z must be at least 1, not {decodes}")
+    if centre_at not in CENTRES:
+        raise MolgenError(f"centre_at must be one of {', '.join(CENTRES)}, not {centre_at!r}")
     if popsize is not None and popsize < 2:
         raise MolgenError(f"popsize must be at least 2, not {popsize}")
     if prior_weight < 0 or not 0 < prior_quantile < 1:
@@ -285,14 +294,20 @@ def optimize(
             runs += 1  # each instance its own seed (cma reads 0 as "from the clock")
             return cma.CMAEvolutionStrategy(x0.tolist(), sigma0, {**options, "seed": 1 + _seed(seed, CMA_SEARCH, runs) % (2**32 - 2)})
 
+        def centre(z: np.ndarray, molecule: str | None) -> np.ndarray:
+            """Where a search around a molecule starts: its posterior mean, or the z it was decoded from."""
+            if centre_at == "posterior" and molecule:
+                return generator.encode([molecule])[0][0].double().numpy()
+            return z
+
         firsts = _distinct_best(smiles, fitness, starts)
         for k, i in enumerate(firsts):
             end = n_init + (k + 1) * (budget - n_init) // len(firsts)
-            best_z, best_fitness = z0[i], fitness[i]
-            es = new_search(best_z)
+            best_z, best_fitness, best_smiles = z0[i], fitness[i], smiles[i]
+            es = new_search(centre(best_z, best_smiles))
             while trace.evaluations < end:
-                if es.stop():  # converged or stalled: again from the best z of this run
-                    es = new_search(best_z)
+                if es.stop():  # converged or stalled: again from the best molecule of this run
+                    es = new_search(centre(best_z, best_smiles))
                 candidates = np.asarray(es.ask())
                 z = np.repeat(candidates, decodes, axis=0)[: end - trace.evaluations]
                 generation += 1
@@ -304,7 +319,11 @@ def optimize(
                 per_z = fitness_of(z, values_g).reshape(len(candidates), decodes)
                 fitness_g = per_z.mean(1)
                 if fitness_g.min() < best_fitness:
-                    best_z, best_fitness = candidates[int(np.argmin(fitness_g))], float(fitness_g.min())
+                    j = int(np.argmin(fitness_g))
+                    best_z, best_fitness, best_smiles = candidates[j], float(fitness_g.min()), smiles_g[j * decodes]
+                    if centre_at == "posterior":  # a better molecule: search around it from now on
+                        es = new_search(centre(best_z, best_smiles))
+                        continue
                 es.tell(list(candidates), fitness_g.tolist())
     seconds = {"optimizer": round(time.perf_counter() - start, 2)}
     random = None
@@ -313,7 +332,7 @@ def optimize(
         random = random_baseline(generator, objective, budget, seed, progress=progress, temperature=temperature)
         seconds["random"] = round(time.perf_counter() - start, 2)
     settings = {"popsize": es.popsize, "sigma0": sigma0, "n_init": n_init, "prior_weight": prior_weight,
-                "prior_quantile": prior_quantile, "starts": len(firsts), "decodes": decodes, "temperature": temperature, "generations": generation, "cma_runs": runs}  # fmt: skip
+                "prior_quantile": prior_quantile, "starts": len(firsts), "decodes": decodes, "temperature": temperature, "centre_at": centre_at, "generations": generation, "cma_runs": runs}  # fmt: skip
     if progress:
         say(f"optimize {objective.name}: best {trace.summary()['best']:.4f} after {budget} evaluations"
             + (f" (random sampling: {random.summary()['best']:.4f})" if random is not None else ""))  # fmt: skip

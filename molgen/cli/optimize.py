@@ -33,6 +33,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-init", type=int, default=None, help="prior draws that pick the starts, part of the budget (default 50)")
     parser.add_argument("--starts", type=int, default=None,
                         help="CMA-ES runs one after the other, from the best start draws (default 5, fewer below 90 evaluations a run)")
+    parser.add_argument("--centre-at", choices=("posterior", "draw"), default="posterior",
+                        help="centre each CMA-ES run on the posterior mean E[z|x] of its best molecule, moving to every "
+                             "better one (default), or on the prior draw that decoded to it")  # fmt: skip
     parser.add_argument("--decodes", type=int, default=1, help="decodes per candidate z, each one evaluation (default 1)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="decoder softmax temperature for both methods (default 1: the model's distribution)")
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     tuning = {"popsize": args.popsize, "sigma0": args.sigma0, "n_init": args.n_init, "prior_weight": args.prior_weight,
               "starts": args.starts}  # fmt: skip
     result = optimize.optimize(
-        generator, objective, args.budget, seed=args.seed, decodes=args.decodes, temperature=args.temperature,
+        generator, objective, args.budget, seed=args.seed, decodes=args.decodes, temperature=args.temperature, centre_at=args.centre_at,
         baseline=not args.no_random, progress=not args.quiet,
         **{k: v for k, v in tuning.items() if v is not None},
     )  # fmt: skip

@@ -53,10 +53,10 @@ N_INIT = 50  # prior draws decoded to pick the starts
 STARTS = 5  # CMA-ES runs, one after the other, from the best start draws of distinct molecules
 RUN_MIN = 90  # evaluations per run at least (about 5 generations): a smaller budget gets fewer runs
 PRIOR_WEIGHT = 1.0
-CENTRES = ("posterior", "draw")  # where a CMA-ES run is centred: a molecule's posterior mean, or its prior draw
 PRIOR_QUANTILE = 0.05
 PRIOR_DRAWS = 4096  # draws that set the prior penalty's threshold and spread
 METHODS = ("cma-es", "random")
+CENTRES = ("posterior", "draw")  # where a CMA-ES run is centred: a molecule's posterior mean, or its prior draw
 # the random streams of a run, each seeded by _seed(seed, stream, ...)
 RANDOM_Z, RANDOM_TOKENS, START_Z, CMA_TOKENS, CMA_SEARCH, PENALTY_Z = range(6)
 
@@ -320,7 +320,8 @@ def optimize(
                 fitness_g = per_z.mean(1)
                 if fitness_g.min() < best_fitness:
                     j = int(np.argmin(fitness_g))
-                    best_z, best_fitness, best_smiles = candidates[j], float(fitness_g.min()), smiles_g[j * decodes]
+                    best_z, best_fitness = candidates[j], float(fitness_g.min())
+                    best_smiles = smiles_g[j * decodes + int(np.argmin(per_z[j]))]  # its best decode
                     if centre_at == "posterior":  # a better molecule: search around it from now on
                         es = new_search(centre(best_z, best_smiles))
                         continue

@@ -7,7 +7,7 @@ OUT ?= out
 
 .PHONY: run test install install-test data clean
 
-$(VENV)/.installed: pyproject.toml setup.py molgen/metrics/_tanimoto.c
+$(VENV)/.installed: pyproject.toml setup.py molgen/metrics/_tanimoto.c molgen/nn/_gru_cell.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
@@ -32,4 +32,4 @@ data: install
 	$(PY) scripts/extract_moses.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache molgen/metrics/_tanimoto*.so
+	rm -rf $(VENV) $(OUT) .pytest_cache molgen/metrics/_tanimoto*.so molgen/nn/_gru_cell*.so

@@ -30,6 +30,9 @@ setup(
     cmdclass={"build_py": BuildWithBundle},
     ext_modules=[
         # AVX-512 Tanimoto kernel; optional: without a C compiler molgen uses its portable path.
-        Extension("molgen.metrics._tanimoto", ["molgen/metrics/_tanimoto.c"], extra_compile_args=["-O3"], optional=True)
+        Extension("molgen.metrics._tanimoto", ["molgen/metrics/_tanimoto.c"], extra_compile_args=["-O3"], optional=True),
+        # fused GRU time-step kernels for CPU training; optional: without them training uses torch's GRU.
+        # -fno-trapping-math lets the compiler vectorize the clamps of the tanh approximation.
+        Extension("molgen.nn._gru_cell", ["molgen/nn/_gru_cell.c"], extra_compile_args=["-O3", "-fno-trapping-math"], optional=True),
     ],
 )

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from molgen.nn.gru import gru_forward
+
 
 class GRUDecoder(nn.Module):
     """Autoregressive GRU; ``latent_dim = 0`` makes it a plain language model with a learned initial state."""
@@ -32,7 +34,7 @@ class GRUDecoder(nn.Module):
         x = self.embed(inputs)
         if self.latent_dim:
             x = torch.cat([x, z.to(x.dtype).unsqueeze(1).expand(-1, x.size(1), -1)], dim=-1)
-        y, h = self.gru(x, h.to(x.dtype))
+        y, h = gru_forward(self.gru, x, h)
         return self.out(y).float(), h
 
 

@@ -5,6 +5,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from molgen.nn.gru import gru_layer, layer_weights, use_gru_sequence
+
 LOGVAR_RANGE = (-6.0, 2.0)
 
 
@@ -30,7 +32,8 @@ def final_states(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
 
     Each direction runs as a unidirectional GRU over the padded batch; the backward one reads every
     sequence reversed within its own length, so padding only ever follows the states that are kept.
-    On a CPU this trains faster than the packed path (see benchmarks/train_vs_moses.py).
+    On a CPU this trains faster than the packed path (see benchmarks/train_vs_moses.py); in CPU
+    training each direction runs as ``GRUSequence`` (molgen/nn/gru.py) when its kernel is built.
     """
     batch, length, _ = x.shape
     lengths = lengths.to(x.device)
@@ -39,8 +42,12 @@ def final_states(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
     reverse = torch.where(steps < lengths[:, None], last[:, None] - steps, steps)  # its own inverse
     rows = torch.arange(batch, device=x.device)
     h0 = x.new_zeros(1, batch, gru.hidden_size)
+    fused = use_gru_sequence(x, gru)
 
     def direction(inputs: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
+        if fused:
+            out, _ = gru_layer(inputs.transpose(0, 1), h0[0], *layer_weights(gru, layer, suffix))
+            return out.transpose(0, 1)
         names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if gru.bias else ())
         weights = [getattr(gru, f"{name}_l{layer}{suffix}") for name in names]
         out, _ = torch._VF.gru(inputs, h0.to(inputs.dtype), weights, gru.bias, 1, 0.0, gru.training, False, True)

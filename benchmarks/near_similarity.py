@@ -4,7 +4,9 @@ around it, against molecules drawn from the prior, for a few settings of --sigma
     PYTHONPATH=. .venv/bin/python benchmarks/near_similarity.py [--seeds 16] [--n 50] [--no-record]
 
 Seeds: the first --seeds molecules of data/sample.csv; the shipped model; Tanimoto on Morgan
-radius 2, 1,024 bits (the `similarity` column); an invalid draw counts as similarity 0.
+radius 2, 1,024 bits (the `similarity` column); an invalid draw counts as similarity 0. "distinct":
+distinct canonical SMILES among a seed's molecules over their number; "the seed": the fraction that
+is the seed itself (what a near-sampler should not return); both averaged over seeds.
 """
 from __future__ import annotations
 
@@ -17,11 +19,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, load_average, report  # noqa: E402
+from molgen.chemistry import canonicalize  # noqa: E402
 from molgen.library import tanimoto_to  # noqa: E402
 from molgen.metrics.molecules import parse  # noqa: E402
 from molgen.sample import Generator  # noqa: E402
 
-SETTINGS = [(1.0, 1.0), (0.5, 1.0), (0.0, 1.0), (0.0, 0.5)]  # (sigma, temperature)
+SETTINGS = [(1.0, 1.0), (0.5, 1.0), (0.0, 1.0), (1.0, 0.7), (0.5, 0.7), (1.0, 0.5), (0.5, 0.5), (0.0, 0.5)]  # (sigma, T)
+
+
+def spread(rows: list[dict], seeds: list[str]) -> tuple[float, float]:
+    """(distinct fraction, fraction equal to the seed) of each seed's molecules, averaged over seeds."""
+    distinct, itself = [], []
+    for seed in seeds:
+        own = [r["SMILES"] for r in rows if r["seed_smiles"] == seed]
+        seed_key = canonicalize(seed)
+        distinct.append(len({s for s in own if s}) / len(own))
+        itself.append(sum(s == seed_key for s in own) / len(own))
+    return float(np.mean(distinct)), float(np.mean(itself))
 
 
 def main() -> None:
@@ -39,15 +53,17 @@ def main() -> None:
     lines = [
         f"Shipped model, {args.seeds} seeds (data/sample.csv), {args.n} molecules per seed and setting; load average {load}.",
         "",
-        "| latent | temperature | mean Tanimoto to the seed | gap over prior samples | valid |",
-        "|---|---:|---:|---:|---:|",
+        "| latent | temperature | mean Tanimoto to the seed | gap over prior samples | valid | distinct | the seed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         f"| prior p(z) | 1.0 | {prior_sim:.3f} | | |",
     ]
     for sigma, temperature in SETTINGS:
         rows = gen.sample(args.n, seed=0, near=seeds, sigma=sigma, temperature=temperature)
         sim = np.mean([r["similarity"] or 0.0 for r in rows])
         valid = np.mean([r["valid"] for r in rows])
-        lines.append(f"| q(z\\|x), sigma {sigma} | {temperature} | {sim:.3f} | {sim - prior_sim:+.3f} | {valid:.3f} |")
+        distinct, itself = spread(rows, seeds)
+        lines.append(f"| q(z\\|x), sigma {sigma} | {temperature} | {sim:.3f} | {sim - prior_sim:+.3f} | {valid:.3f} "
+                     f"| {distinct:.3f} | {itself:.3f} |")  # fmt: skip
     report("Sampling around a molecule: similarity to the seed", lines, record=not args.no_record)
 
 

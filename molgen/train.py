@@ -184,6 +184,8 @@ def _quiet_lightning() -> None:
         ".*your dataloader is not resumable.*",  # MoleculeDataModule.state_dict resumes the epoch's batch order
         ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
         ".*is smaller than the logging interval.*",  # a small fine-tuning set has few batches per epoch
+        # val/* are reduced over ranks before logging and diag/* come from the same molecules on every rank
+        ".*when logging on epoch level in distributed setting to accumulate the metric across devices.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 

@@ -6,9 +6,10 @@
  *
  * Arrays are row-major and contiguous, B rows:
  *   gi, gh   [B][3H]  input and hidden projections (incl. biases) in the matmul dtype
- *   h, hout  [B][H]   float32 states; hmm [B][H] the new state in the matmul dtype (bf16 only)
- *   rz       [B][2H]  float32 r | u;  n [B][H] float32
+ *   h, hout  [B][H]   float32 running state; hmm [B][H] the new state in bf16 (bf16 only)
+ *   rz       [B][2H]  r | u;  n [B][H]: saved for backward, in the matmul dtype
  *   dh       [B][H]   float32: in dL/dh', out dh' u + gout (gout: the output's own gradient at h)
+ *   backward's h and gout are in the matmul dtype too
  *   dgi, dgh [B][3H]  gradients of gi and gh in the matmul dtype
  *   db       [3H]     float32, accumulated: += the column sums of dgh (b_hh's gradient)
  * "bf16" selects bfloat16 for the matmul-dtype arrays (round to nearest even), else float32.
@@ -64,50 +65,54 @@ static inline float fast_tanh(float x)
 
 static inline float fast_sigmoid(float x) { return 0.5f + 0.5f * fast_tanh(0.5f * x); }
 
-/* One row of the forward step; LOAD reads gi/gh, STORE_MM writes hmm. */
-#define FORWARD_ROW(LOAD, STORE_MM)                                                  \
+/* One row of the forward step. LOAD reads gi/gh, SAVE writes rz/n, STORE_MM writes hmm. */
+#define FORWARD_ROW(LOAD, SAVE, STORE_MM)                                            \
     for (Py_ssize_t j = 0; j < H; j++) {                                             \
         float r = fast_sigmoid(LOAD(gi, j) + LOAD(gh, j));                           \
         float u = fast_sigmoid(LOAD(gi, H + j) + LOAD(gh, H + j));                   \
         float nn = fast_tanh(LOAD(gi, 2 * H + j) + r * LOAD(gh, 2 * H + j));         \
         float hn = nn + u * (h[j] - nn);                                             \
-        rz[j] = r;                                                                   \
-        rz[H + j] = u;                                                               \
-        n[j] = nn;                                                                   \
+        SAVE(rz, j, r);                                                              \
+        SAVE(rz, H + j, u);                                                          \
+        SAVE(n, j, nn);                                                              \
         hout[j] = hn;                                                                \
         STORE_MM(j, hn);                                                             \
     }
 
 #define LOAD_F32(p, i) (p)[i]
 #define LOAD_BF16(p, i) bf16_load(p, i)
-#define STORE_NONE(j, v)
-#define STORE_BF16(j, v) hmm[j] = bf16_round(v)
+#define STORE_F32(p, i, v) (p)[i] = (v)
+#define STORE_BF16(p, i, v) (p)[i] = bf16_round(v)
+#define STORE_MM_NONE(j, v)
+#define STORE_MM_BF16(j, v) hmm[j] = bf16_round(v)
 
 KERNEL static void forward_f32(Py_ssize_t B, Py_ssize_t H, const float *restrict gi, const float *restrict gh,
                                const float *restrict h, float *restrict rz, float *restrict n, float *restrict hout)
 {
     for (Py_ssize_t b = 0; b < B; b++) {
-        FORWARD_ROW(LOAD_F32, STORE_NONE)
+        FORWARD_ROW(LOAD_F32, STORE_F32, STORE_MM_NONE)
         gi += 3 * H; gh += 3 * H; h += H; rz += 2 * H; n += H; hout += H;
     }
 }
 
+/* bf16: the gates and the new state are saved for backward in bf16 (half the memory traffic);
+ * the running state h/hout stays float32. */
 KERNEL static void forward_bf16(Py_ssize_t B, Py_ssize_t H, const uint16_t *restrict gi, const uint16_t *restrict gh,
-                                const float *restrict h, float *restrict rz, float *restrict n, float *restrict hout,
-                                uint16_t *restrict hmm)
+                                const float *restrict h, uint16_t *restrict rz, uint16_t *restrict n,
+                                float *restrict hout, uint16_t *restrict hmm)
 {
     for (Py_ssize_t b = 0; b < B; b++) {
-        FORWARD_ROW(LOAD_BF16, STORE_BF16)
+        FORWARD_ROW(LOAD_BF16, STORE_BF16, STORE_MM_BF16)
         gi += 3 * H; gh += 3 * H; h += H; rz += 2 * H; n += H; hout += H; hmm += H;
     }
 }
 
-/* One row of the backward step; LOAD reads gh, STORE writes dgi/dgh. */
+/* One row of the backward step. LOAD reads the saved arrays (gh, rz, n, h, gout), STORE writes dgi/dgh. */
 #define BACKWARD_ROW(LOAD, STORE)                                                    \
     for (Py_ssize_t j = 0; j < H; j++) {                                             \
-        float r = rz[j], u = rz[H + j], nn = n[j], d = dh[j];                        \
+        float r = LOAD(rz, j), u = LOAD(rz, H + j), nn = LOAD(n, j), d = dh[j];      \
         float dn = d * (1.0f - u) * (1.0f - nn * nn);                                \
-        float du = d * (h[j] - nn) * u * (1.0f - u);                                 \
+        float du = d * (LOAD(h, j) - nn) * u * (1.0f - u);                           \
         float dr = dn * LOAD(gh, 2 * H + j) * r * (1.0f - r);                        \
         STORE(dgi, j, dr);                                                           \
         STORE(dgi, H + j, du);                                                       \
@@ -118,11 +123,8 @@ KERNEL static void forward_bf16(Py_ssize_t B, Py_ssize_t H, const uint16_t *rest
         db[j] += dr;                                                                 \
         db[H + j] += du;                                                             \
         db[2 * H + j] += dn * r;                                                     \
-        dh[j] = d * u + gout[j];                                                     \
+        dh[j] = d * u + LOAD(gout, j);                                               \
     }
-
-#define STORE_F32(p, i, v) (p)[i] = (v)
-#define STORE_BF16V(p, i, v) (p)[i] = bf16_round(v)
 
 KERNEL static void backward_f32(Py_ssize_t B, Py_ssize_t H, float *restrict dh, const float *restrict gout,
                                 const float *restrict rz, const float *restrict n, const float *restrict gh,
@@ -135,13 +137,13 @@ KERNEL static void backward_f32(Py_ssize_t B, Py_ssize_t H, float *restrict dh, 
     }
 }
 
-KERNEL static void backward_bf16(Py_ssize_t B, Py_ssize_t H, float *restrict dh, const float *restrict gout,
-                                 const float *restrict rz, const float *restrict n, const uint16_t *restrict gh,
-                                 const float *restrict h, uint16_t *restrict dgi, uint16_t *restrict dgh,
+KERNEL static void backward_bf16(Py_ssize_t B, Py_ssize_t H, float *restrict dh, const uint16_t *restrict gout,
+                                 const uint16_t *restrict rz, const uint16_t *restrict n, const uint16_t *restrict gh,
+                                 const uint16_t *restrict h, uint16_t *restrict dgi, uint16_t *restrict dgh,
                                  float *restrict db)
 {
     for (Py_ssize_t b = 0; b < B; b++) {
-        BACKWARD_ROW(LOAD_BF16, STORE_BF16V)
+        BACKWARD_ROW(LOAD_BF16, STORE_BF16)
         dh += H; gout += H; rz += 2 * H; n += H; gh += 3 * H; h += H; dgi += 3 * H; dgh += 3 * H;
     }
 }
@@ -156,7 +158,7 @@ static PyObject *forward(PyObject *self, PyObject *args)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     if (bf16)
-        forward_bf16(B, H, PTR(uint16_t, gi), PTR(uint16_t, gh), PTR(float, h), PTR(float, rz), PTR(float, n),
+        forward_bf16(B, H, PTR(uint16_t, gi), PTR(uint16_t, gh), PTR(float, h), PTR(uint16_t, rz), PTR(uint16_t, n),
                      PTR(float, hout), PTR(uint16_t, hmm));
     else
         forward_f32(B, H, PTR(float, gi), PTR(float, gh), PTR(float, h), PTR(float, rz), PTR(float, n),
@@ -173,8 +175,8 @@ static PyObject *backward(PyObject *self, PyObject *args)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     if (bf16)
-        backward_bf16(B, H, PTR(float, dh), PTR(float, gout), PTR(float, rz), PTR(float, n), PTR(uint16_t, gh),
-                      PTR(float, h), PTR(uint16_t, dgi), PTR(uint16_t, dgh), PTR(float, db));
+        backward_bf16(B, H, PTR(float, dh), PTR(uint16_t, gout), PTR(uint16_t, rz), PTR(uint16_t, n), PTR(uint16_t, gh),
+                      PTR(uint16_t, h), PTR(uint16_t, dgi), PTR(uint16_t, dgh), PTR(float, db));
     else
         backward_f32(B, H, PTR(float, dh), PTR(float, gout), PTR(float, rz), PTR(float, n), PTR(float, gh),
                      PTR(float, h), PTR(float, dgi), PTR(float, dgh), PTR(float, db));

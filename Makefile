@@ -21,7 +21,7 @@ N ?= 30000
 # The main job on bundled defaults: sample a library from the shipped model and score it.
 run: install
 	mkdir -p $(OUT)
-	$(VENV)/bin/molgen sample -n $(N) --seed 0 --out $(OUT)/samples.csv
+	$(VENV)/bin/molgen sample -n $(N) --seed 0 --threads 2 --out $(OUT)/samples.csv
 	$(VENV)/bin/molgen score $(OUT)/samples.csv --n $(N) --out $(OUT)/score.json --plots $(OUT)/plots
 
 test: install

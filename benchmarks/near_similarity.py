@@ -3,7 +3,7 @@ around it, against molecules drawn from the prior, for a few settings of --sigma
 
     PYTHONPATH=. .venv/bin/python benchmarks/near_similarity.py [--seeds 16] [--n 50] [--sampling-seed 0] [--no-record]
 
-Seeds: the first --seeds molecules of data/sample.csv; the shipped model; Tanimoto on Morgan
+Seeds: the first --seeds molecules of data/sample.csv; the shipped model (or --model); Tanimoto on Morgan
 radius 2, 1,024 bits (the `similarity` column); an invalid draw counts as similarity 0. "distinct":
 distinct canonical SMILES among a seed's molecules over their number; "the seed": the fraction that
 is the seed itself (what a near-sampler should not return); both averaged over seeds.
@@ -31,8 +31,8 @@ def spread(rows: list[dict], seeds: list[str]) -> tuple[float, float]:
     """(distinct fraction, fraction equal to the seed) of each seed's molecules, averaged over seeds."""
     distinct, itself = [], []
     for seed in seeds:
-        own = [r["SMILES"] for r in rows if r["seed_smiles"] == seed]
-        seed_key = canonicalize(seed)
+        seed_key = canonicalize(seed)  # rows name their seed by its canonical SMILES
+        own = [r["SMILES"] for r in rows if r["seed_smiles"] == seed_key]
         distinct.append(len({s for s in own if s}) / len(own))
         itself.append(sum(s == seed_key for s in own) / len(own))
     return float(np.mean(distinct)), float(np.mean(itself))
@@ -58,7 +58,7 @@ def main() -> None:
         "",
         "| latent | temperature | mean Tanimoto to the seed | gap over prior samples | valid | distinct | the seed |",
         "|---|---:|---:|---:|---:|---:|---:|",
-        f"| prior p(z) | 1.0 | {prior_sim:.3f} | | |",
+        f"| prior p(z) | 1.0 | {prior_sim:.3f} | | | | |",
     ]
     for sigma, temperature in SETTINGS:
         rows = gen.sample(args.n, seed=args.sampling_seed, near=seeds, sigma=sigma, temperature=temperature)

@@ -7,6 +7,7 @@ from setuptools.command.build_py import build_py
 # molgen.resources.BUNDLED: copied into the wheel as molgen/_bundled/<path> (see molgen/resources.py)
 BUNDLED = (
     "checkpoints/molgen-moses.pt",
+    "checkpoints/molgen-moses-kl24.pt",
     "data/moses/train.csv.gz",
     "data/moses/test.csv.gz",
     "data/moses/test_scaffolds.csv.gz",

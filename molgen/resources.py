@@ -1,4 +1,4 @@
-"""Files that come with molgen: the shipped model and the MOSES splits.
+"""Files that come with molgen: the shipped models and the MOSES splits.
 
 In a source checkout (or an editable install) they are read where they live in the repository
 (``checkpoints/``, ``data/moses/``). A wheel (``pip install .``) carries copies inside the package,
@@ -14,10 +14,13 @@ BUNDLE = PACKAGE / "_bundled"
 REPOSITORY = PACKAGE.parent
 
 MODEL = "checkpoints/molgen-moses.pt"
+# The same MOSES run continued at a 24-nat KL target: a latent that knows its molecule, for sampling
+# around one (`sample --near`) and interpolating; its prior samples are worse (checkpoints/README.md).
+NEAR_MODEL = "checkpoints/molgen-moses-kl24.pt"
 MOSES_TRAIN = "data/moses/train.csv.gz"
 MOSES_TEST = "data/moses/test.csv.gz"
 MOSES_TEST_SCAFFOLDS = "data/moses/test_scaffolds.csv.gz"
-BUNDLED = (MODEL, MOSES_TRAIN, MOSES_TEST, MOSES_TEST_SCAFFOLDS)
+BUNDLED = (MODEL, NEAR_MODEL, MOSES_TRAIN, MOSES_TEST, MOSES_TEST_SCAFFOLDS)
 
 
 def bundled(relative: str) -> Path:

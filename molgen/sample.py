@@ -20,10 +20,11 @@ from molgen.errors import MolgenError, check_molecule_count
 from molgen.model import generate
 from molgen.model.vae import MoleculeVAE
 from molgen.padding import pad_ids
-from molgen.resources import MODEL, bundled
+from molgen.resources import MODEL, NEAR_MODEL, bundled
 from molgen.tokenizer import SelfiesTokenizer
 
 DEFAULT_CHECKPOINT = bundled(MODEL)  # the shipped MOSES model (molgen/resources.py)
+NEAR_CHECKPOINT = bundled(NEAR_MODEL)  # its 24-nat-latent sibling: what `sample --near` and `interpolate` load
 
 
 class Generator:
@@ -42,6 +43,7 @@ class Generator:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.is_vae = model.kind == "vae"
+        self.path: Path | None = None  # the file it was loaded from (set by ``load``)
 
     @classmethod
     def load(
@@ -51,7 +53,8 @@ class Generator:
         constraints: str | None = None,
         device: str | torch.device = "cpu",
     ) -> "Generator":
-        """Load a checkpoint (default: the shipped MOSES model in ``checkpoints/``).
+        """Load a checkpoint (default: the shipped MOSES model in ``checkpoints/``; ``NEAR_CHECKPOINT``
+        is its sibling with a 24-nat latent, the default of ``sample --near`` and ``interpolate``).
 
         ``constraints`` overrides the SELFIES constraints saved with the model. Training never
         depends on them (valid molecules tokenize identically), so one set of weights can be
@@ -66,7 +69,9 @@ class Generator:
         model, tokenizer = load_model(path)
         if constraints is not None:
             tokenizer = SelfiesTokenizer(tokenizer.tokens, constraints)
-        return cls(model, tokenizer, precision, device)
+        generator = cls(model, tokenizer, precision, device)
+        generator.path = path
+        return generator
 
     @property
     def redraws_invalid(self) -> bool:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from molgen.sample import DEFAULT_CHECKPOINT, Generator
+from molgen.sample import DEFAULT_CHECKPOINT, NEAR_CHECKPOINT, Generator
 
 GOLDEN_SEED0 = [  # seed 0, T = 1, fp32, the default decoding (relaxed, invalid draws redrawn): drawn when shipped
     "CC(C)c1cc(Sc2ccccc2)nc2sccc12",
@@ -12,10 +12,23 @@ GOLDEN_SEED0 = [  # seed 0, T = 1, fp32, the default decoding (relaxed, invalid 
 ]
 
 
-def test_shipped_checkpoint_loads_weights_only():
-    payload = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+@pytest.mark.parametrize("checkpoint", [DEFAULT_CHECKPOINT, NEAR_CHECKPOINT], ids=["moses", "near"])
+def test_shipped_checkpoints_load_weights_only(checkpoint):
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert payload["format"] == "molgen-model"
-    assert DEFAULT_CHECKPOINT.stat().st_size < 50 * 2**20
+    assert checkpoint.stat().st_size < 50 * 2**20
+
+
+def test_setup_bundles_the_files_molgen_resources_names():
+    import ast
+    from pathlib import Path
+
+    from molgen import resources
+
+    tree = ast.parse((Path(resources.REPOSITORY) / "setup.py").read_text())
+    bundled = next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                   if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "BUNDLED")  # fmt: skip
+    assert tuple(bundled) == resources.BUNDLED
 
 
 def test_fixed_seed_gives_fixed_first_molecules():

@@ -11,7 +11,9 @@ from molgen.errors import MolgenError
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """Register the `sample` options."""
-    parser.add_argument("--model", default=None, help="checkpoint (default: the shipped MOSES model in checkpoints/)")
+    parser.add_argument("--model", default=None,
+                        help="checkpoint (default: the shipped MOSES model in checkpoints/; with --near its 24-nat-latent "
+                             "sibling, checkpoints/molgen-moses-kl24.pt)")  # fmt: skip
     parser.add_argument("-n", "--n", type=int, required=True, help="number of molecules (per seed molecule with --near)")
     parser.add_argument("--out", required=True,
                         help="output file: .csv (every column), .smi or .sdf (valid molecules, columns as SD tags); "
@@ -55,18 +57,19 @@ def seed_molecules(near: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Sample to a file and print a one-line JSON summary."""
-    from molgen.sample import Generator
+    from molgen.sample import NEAR_CHECKPOINT, Generator
 
     if args.threads <= 0:
         raise MolgenError(f"--threads must be positive, not {args.threads}")
     import torch
 
     torch.set_num_threads(args.threads)
-    generator = Generator.load(args.model, precision=args.precision, constraints=args.constraints, device=args.device)
+    model = args.model or (NEAR_CHECKPOINT if args.near else None)
+    generator = Generator.load(model, precision=args.precision, constraints=args.constraints, device=args.device)
     summary = generator.write(
         args.out, args.n, temperature=args.temperature, mode=args.mode, component=args.component,
         seed=args.seed, batch_size=args.batch_size, unique=args.unique, valid_only=args.valid_only,
         near=seed_molecules(args.near) if args.near else None, sigma=args.sigma, scaffold=args.scaffold,
     )  # fmt: skip
-    print(json.dumps({"out": args.out, **{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}}))
+    print(json.dumps({"out": args.out, "model": str(generator.path), **{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}}))
     return 0

@@ -71,5 +71,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, batch_size=args.batch_size, unique=args.unique, valid_only=args.valid_only,
         near=seed_molecules(args.near) if args.near else None, sigma=args.sigma, scaffold=args.scaffold,
     )  # fmt: skip
-    print(json.dumps({"out": args.out, "model": str(generator.path), **{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}}))
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
+    print(json.dumps({"out": args.out, "model": str(generator.path), **rounded}))
     return 0

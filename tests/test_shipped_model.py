@@ -5,10 +5,10 @@ import torch
 from molgen.sample import DEFAULT_CHECKPOINT, NEAR_CHECKPOINT, Generator
 
 GOLDEN_SEED0 = [  # seed 0, T = 1, fp32, the default decoding (relaxed, invalid draws redrawn): drawn when shipped
-    "CC(C)c1cc(Sc2ccccc2)nc2sccc12",
-    "CCOc1ccccc1CCCNC1c2ccc(C(F)(F)F)cc21",
-    "Cc1ccc(C(=O)Nc2ccc(Cl)c(N)c2)c(C)c1",
-    "Nn1c(NC(=O)CCCOc2ccccc2F)nnc1C(F)(F)F",
+    "Cc1ccccc1S(=O)(=O)Nc1ccc(C(=O)C(C)C)cc1",
+    "COc1ccccc1CN(C(=O)C1C=C(N)N(C)O1)C1CC1",
+    "CCC(=O)NC1CCN(c2nc(N)c3ccccc3n2)C1",
+    "CC(C)CC(O)CN(C)C(=O)n1ccncc1=O",
 ]
 
 

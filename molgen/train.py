@@ -35,7 +35,7 @@ from molgen.progress import say
 from molgen.readers import write_rejects
 from molgen.run_metrics import RunMetrics
 from molgen.run_metrics import trim as trim_metrics
-from molgen.training_state import CONFIG_KEY, METRICS_KEY, read_checkpoint
+from molgen.training_state import CONFIG_KEY, METRICS_KEY, read_checkpoint, unpacked
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -221,14 +221,21 @@ def train(
     learning rate, precision, budget). ``trainer.max_time`` is this call's budget, not the run's.
     Under DDP every rank calls this; only rank 0 writes files.
     """
+    if resume and resume_from is not None:
+        raise MolgenError("give --resume (continue the run in --out) or --resume-from FILE, not both")
+    if resume_from is None:
+        return _train(config, resume, callbacks, None)
+    with unpacked(resume_from) as checkpoint:  # a packed state becomes a full checkpoint for Lightning
+        return _train(config, resume, callbacks, checkpoint)
+
+
+def _train(config: TrainConfig, resume: bool, callbacks: list[Callback] | None, resume_from: Path | None) -> dict:
     config.validate()
     if config.out is None:
         raise MolgenError("no output folder: give --out DIR")
     out = Path(config.out)
     _check_run_folder(out)
     last = out / CHECKPOINT_DIR / LAST
-    if resume and resume_from is not None:
-        raise MolgenError("give --resume (continue the run in --out) or --resume-from FILE, not both")
     if resume and not last.is_file():
         raise MolgenError(f"{out}: nothing to resume ({last} does not exist)")
     if not resume and last.exists():

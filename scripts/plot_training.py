@@ -46,9 +46,9 @@ def main() -> None:
     parser.add_argument("--state", type=Path, help="read the metrics from a packed training state instead")
     args = parser.parse_args()
     if args.state is not None:
-        from molgen.training_state import METRICS_KEY, read_checkpoint
+        from molgen.training_state import state_metrics
 
-        text = read_checkpoint(args.state)[METRICS_KEY]
+        text = state_metrics(args.state)
     else:
         text = args.metrics.read_text(encoding="utf-8")
     data = curves(text)

@@ -226,8 +226,7 @@ def test_a_packed_state_resumes_the_run_elsewhere_with_another_batch_size_and_le
     packed = torch.load(state, map_location="cpu", weights_only=True)
     assert "callbacks" not in packed and packed["molgen_config"] == config.to_dict()
     moments = [s["exp_avg_sq"] for s in packed["optimizer_states"][0]["state"].values()]
-    assert moments and all(m.dtype == torch.bfloat16 for m in moments)
-    assert state.stat().st_size < 0.8 * (run / "checkpoints" / "last.ckpt").stat().st_size
+    assert moments and all(m["q"].dtype == torch.uint8 for m in moments)  # 8-bit codes (molgen.training_state)
     # the next stretch, in another folder, from the CLI: batch 32 and a new learning rate
     out = tmp_path / "b"
     argv = ["train", "--resume-from", str(state), "--out", str(out), "--max-steps", "6", "--batch-size", "32",

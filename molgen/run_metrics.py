@@ -7,7 +7,9 @@ logged after the checkpoint a run resumes from.
 """
 from __future__ import annotations
 
+import bisect
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +105,18 @@ class RunMetrics(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         self.save()
+
+
+def series(text: str, keys: list[str] | tuple[str, ...]) -> dict[str, list[tuple[float, float]]]:
+    """(training molecules seen, value) of each key in metrics.csv ``text``; a validation row takes
+    the molecule count of the last training row at or before its step."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    counted = sorted((float(r["step"]), float(r["train/molecules"])) for r in rows if r.get("train/molecules"))
+    steps = [step for step, _ in counted]
+    out: dict[str, list[tuple[float, float]]] = {key: [] for key in keys}
+    for r in rows:
+        for key in keys:
+            if r.get(key):
+                i = bisect.bisect_right(steps, float(r["step"])) - 1
+                out[key].append((counted[i][1] if i >= 0 else 0.0, float(r[key])))
+    return out

@@ -8,8 +8,6 @@ per quantity; the x axis is training molecules (the `train/molecules` column, ma
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from molgen.files import atomic_path  # noqa: E402
+from molgen.run_metrics import series  # noqa: E402
 
 PANELS = (("val/elbo", "validation −ELBO (nats/molecule)", -1.0), ("val/kl", "validation KL (nats)", 1.0),
           ("diag/active_units", "active units", 1.0), ("diag/n_eff", "N_eff (mixture)", 1.0),
@@ -26,17 +25,8 @@ PANELS = (("val/elbo", "validation −ELBO (nats/molecule)", -1.0), ("val/kl", "
 
 def curves(text: str) -> dict[str, list[tuple[float, float]]]:
     """(molecules seen, value) per panel key from metrics.csv text."""
-    rows = list(csv.DictReader(io.StringIO(text)))
-    molecules = {r["step"]: float(r["train/molecules"]) for r in rows if r.get("train/molecules")}
-    steps = sorted(molecules, key=float)
-    out: dict[str, list[tuple[float, float]]] = {key: [] for key, _, _ in PANELS}
-    for r in rows:
-        for key, _, sign in PANELS:
-            if r.get(key):
-                before = [s for s in steps if float(s) <= float(r["step"])]
-                x = molecules[before[-1]] if before else 0.0
-                out[key].append((x, sign * float(r[key])))
-    return out
+    data = series(text, [key for key, _, _ in PANELS])
+    return {key: [(x, sign * y) for x, y in data[key]] for key, _, sign in PANELS}
 
 
 def main() -> None:

@@ -1,0 +1,115 @@
+"""The VAE against the LM baseline at equal training molecules: NLL and FCD curves, and a table.
+
+    python scripts/plot_lm_vs_vae.py --lm-metrics runs/lm/metrics.csv --lm-figures out/lm-baseline \\
+        checkpoints/card/lm_vs_vae.png
+
+Curves (every validation, 2,000 held-out training molecules): the LM's exact NLL and the VAE's
+−ELBO (an upper bound on its NLL), and val/fcd of 2,000 strict samples of each against the MOSES
+test split. Points: at the VAE's shipped checkpoints (`checkpoints/card/vae_history.csv`, figures of
+`scripts/model_card.sh` at the commit named there) and the LM's snapshots at the same step
+(`scripts/lm_baseline.sh`), −IWAE-1000 (VAE) and exact NLL (LM) on the same 200 test molecules, and
+FCD/Test of 30,000 samples decoded relaxed with invalid draws redrawn.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from molgen.files import atomic_path  # noqa: E402
+from molgen.run_metrics import series  # noqa: E402
+from molgen.training_state import state_metrics  # noqa: E402
+
+KEYS = ("val/elbo", "val/fcd")
+
+
+def molecules_at(step: int, counted: list[tuple[int, float]]) -> float:
+    """Training molecules after ``step`` steps, interpolated between logged (steps, molecules) rows."""
+    below = [(s, m) for s, m in counted if s <= step]
+    above = [(s, m) for s, m in counted if s > step]
+    if not below:
+        return float("nan")
+    (s0, m0), (s1, m1) = below[-1], above[0] if above else below[-1]
+    if s1 == s0:  # past the last row: at that row's mean batch
+        return m0 + (step - s0) * m0 / s0
+    return m0 + (step - s0) * (m1 - m0) / (s1 - s0)
+
+
+def lm_points(folder: Path, counted: list[tuple[int, float]]) -> list[dict]:
+    """The LM snapshots' test figures: step, molecules, exact NLL (± se) and FCD/Test."""
+    points = []
+    for path in sorted(folder.glob("eval-step*.json"), key=lambda p: int(p.stem.split("step")[1])):
+        step = int(path.stem.split("step")[1])
+        score = folder / f"score-step{step}.json"
+        nll = json.loads(path.read_text())["likelihood"]["iwae_nll"]
+        fcd = json.loads(score.read_text())["FCD/Test"] if score.is_file() else float("nan")
+        points.append({"step": step, "molecules": molecules_at(step, counted),
+                       "nll": nll["nats_per_molecule"], "se": nll["se"], "fcd": fcd})  # fmt: skip
+    return points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--lm-metrics", type=Path, required=True, help="the LM run's metrics.csv")
+    parser.add_argument("--lm-figures", type=Path, required=True, help="folder of scripts/lm_baseline.sh")
+    parser.add_argument("--vae-state", type=Path, default=Path("checkpoints/molgen-moses.state.pt"))
+    parser.add_argument("--vae-history", type=Path, default=Path("checkpoints/card/vae_history.csv"))
+    args = parser.parse_args()
+    lm_text = args.lm_metrics.read_text(encoding="utf-8")
+    curves = {"VAE": series(state_metrics(args.vae_state), KEYS), "LM": series(lm_text, KEYS)}
+    counted = sorted((int(r["step"]) + 1, float(r["train/molecules"]))  # a row's step counts from 0
+                     for r in csv.DictReader(lm_text.splitlines()) if r.get("train/molecules"))  # fmt: skip
+    vae = [{k: float(v) for k, v in r.items() if k != "commit"} for r in csv.DictReader(open(args.vae_history))]
+    lm = lm_points(args.lm_figures, counted)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, colour in (("VAE", "C0"), ("LM", "C1")):
+        nll = curves[name]["val/elbo"]
+        label = "VAE val −ELBO (bound)" if name == "VAE" else "LM val NLL (exact)"
+        left.plot([x / 1e6 for x, _ in nll], [-y for _, y in nll], color=colour, alpha=0.6, lw=1, label=label)
+        fcd = curves[name]["val/fcd"]
+        right.plot([x / 1e6 for x, _ in fcd], [y for _, y in fcd], color=colour, alpha=0.6, lw=1,
+                   label=f"{name} val/fcd (2k strict samples)")  # fmt: skip
+    left.errorbar([p["molecules"] / 1e6 for p in vae], [p["iwae1000_nll"] for p in vae], [p["iwae1000_se"] for p in vae],
+                  fmt="o", color="C0", label="VAE test −IWAE-1000 (200 molecules)")  # fmt: skip
+    left.errorbar([p["molecules"] / 1e6 for p in lm], [p["nll"] for p in lm], [p["se"] for p in lm],
+                  fmt="s", color="C1", label="LM test NLL (same 200)")  # fmt: skip
+    right.plot([p["molecules"] / 1e6 for p in vae], [p["fcd_test"] for p in vae], "o", color="C0",
+               label="VAE FCD/Test (30k, relaxed, redrawn)")  # fmt: skip
+    right.plot([p["molecules"] / 1e6 for p in lm], [p["fcd"] for p in lm], "s", color="C1",
+               label="LM FCD/Test (30k, relaxed, redrawn)")  # fmt: skip
+    left.set_ylabel("nats per molecule")
+    left.set_ylim(top=min(30.0, left.get_ylim()[1]))
+    right.set_yscale("log")
+    right.set_ylabel("FCD")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("training molecules (millions)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    print(f"{args.out}")
+    print("| training molecules | VAE −IWAE-1000 | LM NLL | VAE FCD/Test | LM FCD/Test |")
+    print("|---|---|---|---|---|")
+    by_step = {p["step"]: p for p in lm}
+    for p in vae:
+        q = by_step.get(int(p["step"]))
+        lm_cells = f"{q['nll']:.2f} ± {q['se']:.2f} | " if q else "– | "
+        lm_fcd = f"{q['fcd']:.3f}" if q else "–"
+        print(f"| {p['molecules'] / 1e6:.2f} M (step {int(p['step']):,}) | {p['iwae1000_nll']:.2f} ± {p['iwae1000_se']:.2f} | "
+              f"{lm_cells}{p['fcd_test']:.3f} | {lm_fcd} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,22 +1,48 @@
 #!/usr/bin/env bash
-# The LM baseline's figures at matched training molecules, as scripts/model_card.sh takes the VAE's:
-# exact NLL on the same 200 MOSES test molecules (seed 0) and the MOSES metrics of 30,000 samples
-# (seed 0, T = 1) decoded relaxed with invalid draws redrawn (the shipped VAE's default), for every
-# model snapshot SNAPS/stepN.pt of an LM run; then the LM-vs-VAE curves (scripts/plot_lm_vs_vae.py).
-#   bash scripts/lm_baseline.sh [LM_RUN] [SNAPS] [OUT]
+# The LM baseline (configs/lm.yaml: the VAE's decoder without z) trained on the same data with the same
+# batch and optimiser, stopped at every step of checkpoints/card/vae_history.csv (the VAE's shipped
+# checkpoints), and measured there as scripts/model_card.sh measures the VAE: exact NLL on the same
+# 200 MOSES test molecules (seed 0) and the MOSES metrics of 30,000 samples (seed 0, T = 1) decoded
+# relaxed with invalid draws redrawn. Then the LM-vs-VAE curves and table (scripts/plot_lm_vs_vae.py).
+#   bash scripts/lm_baseline.sh [LM_RUN] [OUT]
+# Resumable: a step whose snapshot (LM_RUN/snapshots/stepN.pt) exists is not trained again; with
+# LM_STATE=FILE (default checkpoints/molgen-moses-lm.state.pt) a missing LM_RUN starts from that state.
 set -euo pipefail
 LM=${1:-runs/lm}
-SNAPS=${2:-runs/lm-snap}
-OUT=${3:-out/lm-baseline}
+OUT=${2:-out/lm-baseline}
 N=${N:-30000}
+THREADS=${THREADS:-2}
+LM_STATE=${LM_STATE:-checkpoints/molgen-moses-lm.state.pt}
+HISTORY=${HISTORY:-checkpoints/card/vae_history.csv}
+DATA=${DATA:-data/moses/train.csv.gz}
+TEST=${TEST:-data/moses/test.csv.gz}
+EXTRA=${EXTRA:-}  # more `molgen train` flags (tiny settings for a dry run)
 PY=${PY:-.venv/bin/python}
 MOLGEN=${MOLGEN:-.venv/bin/molgen}
-mkdir -p "$OUT"
-for snap in "$SNAPS"/step*.pt; do
+mkdir -p "$OUT" "$LM/snapshots"
+step_of() { "$PY" -c "import torch,sys; print(torch.load(sys.argv[1], weights_only=True)['global_step'])" "$1"; }
+for step in $(tail -n +2 "$HISTORY" | cut -d, -f1); do
+  snap="$LM/snapshots/step$step.pt"
+  [ -f "$snap" ] && continue
+  if [ -f "$LM/checkpoints/last.ckpt" ]; then
+    [ "$(step_of "$LM/checkpoints/last.ckpt")" -gt "$step" ] && { echo "$LM is past step $step; no snapshot there"; continue; }
+    from=(--resume)
+  elif [ -f "$LM_STATE" ] && [ "$(step_of "$LM_STATE")" -le "$step" ]; then
+    from=(--resume-from "$LM_STATE")
+  else
+    from=(--kind lm --data "$DATA" --seed 0)
+  fi
+  # shellcheck disable=SC2086
+  $MOLGEN train "${from[@]}" --out "$LM" --max-steps "$step" --threads "$THREADS" --no-progress \
+    --set trainer.fcd_reference="$TEST" $EXTRA
+  [ "$(step_of "$LM/checkpoints/last.ckpt")" -eq "$step" ] && cp "$LM/model.pt" "$snap"
+done
+for snap in "$LM"/snapshots/step*.pt; do
   name=$(basename "$snap" .pt)
   [ -f "$OUT/score-$name.json" ] && continue
-  $MOLGEN evaluate --model "$snap" --data data/moses/test.csv.gz --on-invalid skip --n 200 --k 1 --out "$OUT/eval-$name.json"
+  $MOLGEN evaluate --model "$snap" --data "$TEST" --on-invalid skip --n 200 --k 1 --out "$OUT/eval-$name.json"
   $MOLGEN sample --model "$snap" -n "$N" --seed 0 --constraints relaxed --out "$OUT/samples-$name.csv"
   $MOLGEN score "$OUT/samples-$name.csv" --out "$OUT/score-$name.json"
 done
-$PY scripts/plot_lm_vs_vae.py --lm-metrics "$LM/metrics.csv" --lm-figures "$OUT" checkpoints/card/lm_vs_vae.png
+$PY scripts/plot_lm_vs_vae.py --lm-metrics "$LM/metrics.csv" --lm-figures "$OUT" --vae-history "$HISTORY" \
+  "${PLOT:-checkpoints/card/lm_vs_vae.png}"

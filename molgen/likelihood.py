@@ -111,4 +111,9 @@ def likelihood_report(
         "kl": float(np.concatenate(kl).mean()),
         "iwae_nll": summary(iwae[k]),
         "iwae_curve": {str(x): summary(iwae[x]) for x in ks},
+        # each molecule's -IWAE-K, for paired comparisons of two models on the same subset
+        "per_molecule": {
+            "smiles": [data.smiles[i] for i in index] if data.smiles is not None else None,
+            "iwae_nll": [float(v) for v in -np.concatenate(iwae[k])],
+        },
     }

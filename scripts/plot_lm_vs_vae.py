@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--lm-figures", type=Path, required=True, help="folder of scripts/lm_baseline.sh")
     parser.add_argument("--vae-state", type=Path, default=Path("checkpoints/molgen-moses.state.pt"))
     parser.add_argument("--vae-history", type=Path, default=Path("checkpoints/card/vae_history.csv"))
+    parser.add_argument("--vae-eval", type=Path, help="`molgen evaluate` JSON of the VAE at the history's last step: "
+                        "prints the paired difference against the LM there, molecule by molecule")  # fmt: skip
     args = parser.parse_args()
     lm_text = args.lm_metrics.read_text(encoding="utf-8")
     curves = {"VAE": series(state_metrics(args.vae_state), KEYS), "LM": series(lm_text, KEYS)}
@@ -109,6 +111,21 @@ def main() -> None:
         lm_fcd = f"{q['fcd']:.3f}" if q else "–"
         print(f"| {p['molecules'] / 1e6:.2f} M (step {int(p['step']):,}) | {p['iwae1000_nll']:.2f} ± {p['iwae1000_se']:.2f} | "
               f"{lm_cells}{p['fcd_test']:.3f} | {lm_fcd} |")
+    if args.vae_eval is not None:
+        step = int(vae[-1]["step"])
+        print(paired(args.vae_eval, args.lm_figures / f"eval-step{step}.json"))
+
+
+def paired(vae_eval: Path, lm_eval: Path) -> str:
+    """VAE −IWAE minus LM NLL, molecule by molecule on the same subset: mean ± standard error."""
+    a, b = (json.loads(p.read_text())["likelihood"].get("per_molecule") for p in (vae_eval, lm_eval))
+    if not a or not b or a["smiles"] != b["smiles"]:
+        return f"no paired difference: {vae_eval} and {lm_eval} do not hold the same molecules one by one"
+    diff = [x - y for x, y in zip(a["iwae_nll"], b["iwae_nll"])]
+    n = len(diff)
+    mean = sum(diff) / n
+    se = (sum((d - mean) ** 2 for d in diff) / (n - 1) / n) ** 0.5
+    return f"paired (VAE −IWAE) − (LM NLL) over {n} test molecules: {mean:+.2f} ± {se:.2f} nats (VAE lower on {sum(d < 0 for d in diff)})"
 
 
 if __name__ == "__main__":

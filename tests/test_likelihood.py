@@ -82,6 +82,9 @@ def test_language_model_likelihood_is_exact_for_every_k():
     assert report["iwae_nll"]["nats_per_molecule"] == pytest.approx(-exact.mean().item(), abs=1e-5)
     assert report["elbo_nll"]["nats_per_molecule"] == pytest.approx(-exact.mean().item(), abs=1e-5)
     assert report["kl"] == 0.0
+    per = report["per_molecule"]  # molecule by molecule, for paired comparisons of two models
+    assert per["smiles"] == list(SMALL_SMILES)
+    np.testing.assert_allclose(per["iwae_nll"], -exact.numpy(), atol=1e-5)
 
 
 def test_log_weights_are_float64_with_one_row_per_sample():

@@ -26,6 +26,15 @@ PROPERTY_LABELS = {
 }
 
 
+def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Lay out ``fig``, write it to ``path`` as PNG (atomically, creating the folder) and close it."""
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+
+
 def plot_property_distributions(
     generated: Mapping[str, np.ndarray],
     reference: Mapping[str, np.ndarray],
@@ -54,10 +63,7 @@ def plot_property_distributions(
         ax.legend(frameon=False)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_molecule_grid(
@@ -88,10 +94,7 @@ def plot_iwae_curve(curve: Mapping[str, Mapping[str, float]], path: str | os.Pat
     ax.set_xlabel("importance samples K")
     ax.set_ylabel("-IWAE bound (nats / molecule)")
     ax.set_title("IWAE bound on -log p(x): tighter with K")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_mixture_usage(usage: Sequence[float], weights: Sequence[float], path: str | os.PathLike) -> None:
@@ -104,10 +107,7 @@ def plot_mixture_usage(usage: Sequence[float], weights: Sequence[float], path: s
     ax.set_xlabel("mixture component k")
     ax.set_xticks(k)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def evaluation_plots(report: Mapping, folder: str | os.PathLike) -> list[str]:

@@ -7,7 +7,7 @@ beside it:
 
 - the AdamW moments are stored in 8 bits per value, in blocks of 64. The second moment v in log
   space (uint8 between the block's smallest and largest non-zero value, 0 meaning exactly 0), so
-  each value keeps its relative precision (≤ 2 % when a block spans 10 decades) whatever its
+  each value keeps its relative precision (within 0.45 % per decade the block spans) whatever its
   magnitude. The first moment m as m/√v, the normalised step AdamW takes, int8 against the block's
   largest: a parameter with a small gradient keeps its step, which quantising m itself against the
   block's largest m would round to zero. Both are running averages that the next steps overwrite

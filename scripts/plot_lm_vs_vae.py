@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from molgen.files import atomic_path  # noqa: E402
+from molgen.plots import save_figure  # noqa: E402
 from molgen.run_metrics import series  # noqa: E402
 from molgen.training_state import state_metrics  # noqa: E402
 
@@ -96,11 +96,7 @@ def main() -> None:
         ax.set_xlabel("training molecules (millions)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, args.out, dpi=90)
     print(f"{args.out}")
     print("| training molecules | VAE −IWAE-1000 | LM NLL | VAE FCD/Test | LM FCD/Test |")
     print("|---|---|---|---|---|")

@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from molgen.files import atomic_path  # noqa: E402
+from molgen.plots import save_figure  # noqa: E402
 from molgen.run_metrics import series  # noqa: E402
 
 PANELS = (("val/elbo", "validation −ELBO (nats/molecule)", -1.0), ("val/kl", "validation KL (nats)", 1.0),
@@ -50,11 +50,7 @@ def main() -> None:
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("training molecules (millions)")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, args.out, dpi=90)
     print(f"{args.out}: {sum(len(v) for v in data.values())} points")
 
 

@@ -54,11 +54,14 @@ class ObjectiveConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW and gradient clipping."""
+    """AdamW, gradient clipping and the learning rate's cool-down (warm-up-stable-decay, in molecules seen)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 5.0
+    cooldown_from_molecules: int | None = None  # the lr starts falling here; None: constant lr
+    cooldown_molecules: int = 3_000_000  # length of the fall (1 - sqrt shape); lr_final after it
+    lr_final: float = 1e-4
 
 
 @dataclass
@@ -162,6 +165,15 @@ class TrainConfig:
         for key, value in non_negative.items():
             if value < 0:
                 raise MolgenError(f"config {key} must be >= 0, got {value}")
+        cooldown = self.optim.cooldown_from_molecules
+        if cooldown is not None and cooldown < 0:
+            raise MolgenError(f"config optim.cooldown_from_molecules must be >= 0 (or null: no cool-down), got {cooldown}")
+        if cooldown is not None and self.optim.cooldown_molecules <= 0:
+            raise MolgenError(f"config optim.cooldown_molecules must be > 0, got {self.optim.cooldown_molecules}")
+        if cooldown is not None and not 0 < self.optim.lr_final <= self.optim.lr:
+            raise MolgenError(
+                f"config optim.lr_final must be in (0, optim.lr = {self.optim.lr}], got {self.optim.lr_final}"
+            )
         if not 0 <= self.data.val_fraction < 1:
             raise MolgenError(f"config data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
         if self.finetune.eval_samples == 1:

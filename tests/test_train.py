@@ -380,6 +380,47 @@ def _metric_rows(run: Path) -> dict[int, dict[str, str]]:
     return {int(r["step"]): r for r in rows if r.get("train/loss")}
 
 
+def test_the_learning_rate_cools_down_from_a_molecule_count_in_a_1_minus_sqrt_shape():
+    from types import SimpleNamespace
+
+    from molgen.model.lightning import VAEModule
+
+    optim = {"lr": 1e-3, "cooldown_from_molecules": 1000, "cooldown_molecules": 400, "lr_final": 1e-4}
+    module = SimpleNamespace(optim=optim)
+    lrs = [VAEModule.lr_at(module, m) for m in (0, 1000, 1100, 1200, 1400, 9000)]
+    # 1e-4 + 9e-4 * (1 - sqrt(frac)) at frac 0, 0, 1/4, 1/2, 1, 1
+    assert lrs == pytest.approx([1e-3, 1e-3, 5.5e-4, 1e-4 + 9e-4 * (1 - 0.5**0.5), 1e-4, 1e-4])
+    assert VAEModule.lr_at(SimpleNamespace(optim={**optim, "cooldown_from_molecules": None}), 10**9) == 1e-3
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("optim.lr_final", 2e-3, r"optim.lr_final must be in \(0, optim.lr = 0.001\]"),
+    ("optim.cooldown_molecules", 0, "optim.cooldown_molecules must be > 0"),
+    ("optim.cooldown_from_molecules", -5, "optim.cooldown_from_molecules must be >= 0"),
+])  # fmt: skip
+def test_a_bad_cooldown_is_refused_naming_the_key(key, value, message):
+    overrides = {"optim.cooldown_from_molecules": 100, key: value}
+    with pytest.raises(MolgenError, match=message):
+        apply_overrides(TrainConfig(), overrides)
+
+
+def test_a_run_resumed_into_its_cooldown_follows_the_schedule_by_molecules_seen(tmp_path):
+    # 4 steps of 16 at the constant lr, then a resume that turns on a cool-down from molecule 64 over 64
+    config = config_for(tmp_path, "--max-steps", 4, "--val-every", 2, "--lr", "1e-3")
+    train(config)
+    run = tmp_path / "run"
+    cooled = apply_overrides(config, {"trainer.max_steps": 8, "optim.cooldown_from_molecules": 64,
+                                      "optim.cooldown_molecules": 64, "optim.lr_final": 1e-4})  # fmt: skip
+    train(cooled, resume=True)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    # the last update (step 7) was taken after 7 * 16 = 112 molecules: frac 48/64
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-4 + 9e-4 * (1 - 0.75**0.5))
+    lr = {step: float(r["train/lr"]) for step, r in _metric_rows(run).items() if r.get("train/lr")}
+    assert lr[3] == pytest.approx(1e-3) and lr[4] == pytest.approx(1e-3)  # 48, then 64 molecules before the step
+    assert lr[5] == pytest.approx(1e-4 + 9e-4 * (1 - 0.25**0.5))
+    assert last["molgen_config"]["optim"]["cooldown_from_molecules"] == 64  # a packed state carries the schedule
+
+
 def test_usage_bonus_weight_falls_linearly_to_zero_over_the_beta_warm_up():
     from types import SimpleNamespace
 

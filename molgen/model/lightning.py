@@ -14,6 +14,7 @@ from molgen.model.diagnostics import posterior_statistics, summarize
 from molgen.model.vae import MoleculeVAE
 
 VAL_KEYS = ("elbo", "rec", "kl", "tokens", "token_acc", "exact", "n")
+OPTIM_DEFAULTS = {"cooldown_from_molecules": None, "cooldown_molecules": 3_000_000, "lr_final": 1e-4}
 OBJECTIVE_DEFAULTS = {"restart_every_steps": 0, "restart_mode": "poor", "mixture_weights": "learned", "usage_bonus": 0.0,
                       "kl_target": 0.0}
 USAGE_EMA_DECAY = 0.9  # the usage estimate behind in-training restarts averages about the last 10 batches
@@ -27,7 +28,7 @@ class VAEModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model = MoleculeVAE(**model)
         self.objective = {**OBJECTIVE_DEFAULTS, **objective}  # checkpoints of older runs lack the newer keys
-        self.optim = optim
+        self.optim = {**OPTIM_DEFAULTS, **optim}
         if self.objective["mixture_weights"] == "uniform" and self.model.kind == "vae":
             with torch.no_grad():
                 self.model.prior.logits.zero_()
@@ -57,6 +58,24 @@ class VAEModule(pl.LightningModule):
         frac = min(1.0, molecules / o["beta_warmup_molecules"])
         return float(o["beta_start"] + frac * (o["beta"] - o["beta_start"]))
 
+    def lr_at(self, molecules: int) -> float:
+        """Learning rate after ``molecules``: optim.lr, then from cooldown_from_molecules a fall to
+        lr_final over cooldown_molecules, shaped 1 - sqrt (warm-up-stable-decay; Hägele et al. 2024
+        found this shape best), and lr_final after it. Counted in molecules like the beta warm-up,
+        so the schedule survives a resume with another batch size."""
+        o = self.optim
+        start = o["cooldown_from_molecules"]
+        if start is None or molecules <= start:
+            return float(o["lr"])
+        frac = min(1.0, (molecules - start) / o["cooldown_molecules"])
+        return float(o["lr_final"] + (o["lr"] - o["lr_final"]) * (1.0 - math.sqrt(frac)))
+
+    def _set_lr(self) -> None:
+        lr = self.lr_at(self.molecules_total)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
     def on_fit_start(self) -> None:
         """Give each rank its own random stream for z draws and word dropout (seed + global rank);
         a resumed run continues the stream its checkpoint saved."""
@@ -67,15 +86,15 @@ class VAEModule(pl.LightningModule):
         self._rng_state = None
 
     def on_train_start(self) -> None:
-        """The learning rate is the config's, also after a resume (the optimizer state saved the old one)."""
-        for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = self.optim["lr"]
+        """The learning rate is the config's schedule's, also after a resume (the optimizer state saved the old one)."""
+        self._set_lr()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One step on a (tokens, lengths) batch; logs loss, ELBO/rec/KL (nats/molecule), beta, mol/s."""
         tokens, lengths = batch
         beta = self.beta_at(self.molecules_total)
+        if self.optim["cooldown_from_molecules"] is not None:
+            self._set_lr()  # before this step's update, for the molecules seen before it
         self.molecules_seen += len(lengths)
         self.molecules_total += len(lengths) * self.trainer.world_size
         o = self.objective
@@ -111,6 +130,7 @@ class VAEModule(pl.LightningModule):
         self.log("train/rec", terms["rec"].mean(), **log)
         self.log("train/kl", terms["kl"].mean(), prog_bar=True, **log)
         self.log("train/beta", beta, **log)
+        self.log("train/lr", self.lr_at(self.molecules_total - len(lengths) * self.trainer.world_size), **log)
         self.log("train/molecules", float(self.molecules_total), **log)
         return loss
 

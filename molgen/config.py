@@ -220,6 +220,10 @@ def finetune_config() -> "TrainConfig":
     return apply_overrides(TrainConfig(), FINETUNE_OVERRIDES)
 
 
+#: PyYAML reads YAML 1.1, where ``1e-4`` (no dot) is a string, not a float.
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -255,6 +259,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
             return float(value)
     elif tp is str:
         if isinstance(value, str):

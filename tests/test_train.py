@@ -380,6 +380,18 @@ def _metric_rows(run: Path) -> dict[int, dict[str, str]]:
     return {int(r["step"]): r for r in rows if r.get("train/loss")}
 
 
+def test_floats_in_exponent_notation_without_a_dot_are_floats_in_files_and_set_flags(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-4 as a string
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 3e-4\n  lr_final: 1E-5\n")
+    assert load_config(path).optim.lr == 3e-4 and load_config(path).optim.lr_final == 1e-5
+    config = config_for(tmp_path, "--set", "optim.lr_final=1e-4")
+    assert config.optim.lr_final == 1e-4
+    with pytest.raises(MolgenError, match="data.smiles_column"):  # a string key stays a string
+        apply_overrides(TrainConfig(), {"data.smiles_column": 1e-4})
+    assert apply_overrides(TrainConfig(), {"data.smiles_column": "1e-4"}).data.smiles_column == "1e-4"
+
+
 def test_the_learning_rate_cools_down_from_a_molecule_count_in_a_1_minus_sqrt_shape():
     from types import SimpleNamespace
 

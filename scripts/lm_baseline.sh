@@ -7,6 +7,8 @@
 #   bash scripts/lm_baseline.sh [LM_RUN] [OUT]
 # Resumable: a step whose snapshot (LM_RUN/snapshots/stepN.pt) exists is not trained again; with
 # LM_STATE=FILE (default checkpoints/molgen-moses-lm.state.pt) a missing LM_RUN starts from that state.
+# The LM follows the VAE's learning-rate schedule (lr and cool-down, in molecules seen), read from
+# VAE_STATE (default checkpoints/molgen-moses.state.pt).
 set -euo pipefail
 LM=${1:-runs/lm}
 OUT=${2:-out/lm-baseline}
@@ -16,10 +18,21 @@ LM_STATE=${LM_STATE:-checkpoints/molgen-moses-lm.state.pt}
 HISTORY=${HISTORY:-checkpoints/card/vae_history.csv}
 DATA=${DATA:-data/moses/train.csv.gz}
 TEST=${TEST:-data/moses/test.csv.gz}
+VAE_STATE=${VAE_STATE:-checkpoints/molgen-moses.state.pt}
 EXTRA=${EXTRA:-}  # more `molgen train` flags (tiny settings for a dry run)
 PY=${PY:-.venv/bin/python}
 MOLGEN=${MOLGEN:-.venv/bin/molgen}
 mkdir -p "$OUT" "$LM/snapshots"
+schedule=()
+if [ -f "$VAE_STATE" ]; then
+  read -r -a schedule < <("$PY" -c "
+import sys
+from molgen.config import OptimConfig
+from molgen.training_state import state_config
+optim = {**vars(OptimConfig()), **state_config(sys.argv[1])['optim']}
+keys = ('lr', 'cooldown_from_molecules', 'cooldown_molecules', 'lr_final')
+print(' '.join(f\"--set optim.{k}={'null' if optim[k] is None else optim[k]}\" for k in keys))" "$VAE_STATE")
+fi
 step_of() { "$PY" -c "import torch,sys; print(torch.load(sys.argv[1], weights_only=True)['global_step'])" "$1"; }
 for step in $(tail -n +2 "$HISTORY" | cut -d, -f1); do
   snap="$LM/snapshots/step$step.pt"
@@ -34,7 +47,7 @@ for step in $(tail -n +2 "$HISTORY" | cut -d, -f1); do
   fi
   # shellcheck disable=SC2086
   $MOLGEN train "${from[@]}" --out "$LM" --max-steps "$step" --threads "$THREADS" --no-progress \
-    --set trainer.fcd_reference="$TEST" $EXTRA
+    --set trainer.fcd_reference="$TEST" "${schedule[@]}" $EXTRA
   [ "$(step_of "$LM/checkpoints/last.ckpt")" -eq "$step" ] && cp "$LM/model.pt" "$snap"
 done
 for snap in "$LM"/snapshots/step*.pt; do

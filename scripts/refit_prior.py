@@ -1,6 +1,6 @@
 """Refit a trained model's mixture prior to its aggregate posterior (EM) and save a new model file.
 
-    python scripts/refit_prior.py runs/vae/model.pt data/moses/train.csv.gz out.pt [--n 50000]
+    python scripts/refit_prior.py runs/vae/model.pt data/moses/train.csv.gz out.pt [--n 50000] [--held-out 10000]
 
 See molgen/model/prior_fit.py for why this can only improve the average ELBO of a fixed encoder.
 """
@@ -20,11 +20,13 @@ def main() -> None:
     parser.add_argument("data", help="training SMILES file (its aggregate posterior is fitted)")
     parser.add_argument("out")
     parser.add_argument("--n", type=int, default=50000, help="molecules drawn from the data")
+    parser.add_argument("--held-out", type=int, default=10000,
+                        help="other molecules whose encodings choose between the trained prior and the EM fits")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     model, tokenizer = load_model(args.model)
     _, data = load_tokenized(args.data, tokenizer, on_invalid="skip", max_tokens=model.max_len)
-    report = refit_prior(model, data, n=args.n, seed=args.seed)
+    report = refit_prior(model, data, n=args.n, seed=args.seed, held_out=args.held_out)
     save_model(args.out, model, tokenizer, extra={"prior_refit": {**report, "source": args.model, "data": args.data}})
     print(json.dumps(report))
 

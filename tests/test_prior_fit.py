@@ -36,6 +36,34 @@ def test_refit_raises_the_prior_likelihood_of_encodings_and_spreads_usage():
         model.prior.logits.copy_(torch.tensor([10.0, -10.0, -10.0, -10.0]))
         model.prior.means.add_(5.0)
     report = refit_prior(model, data, n=200, seed=0)
+    assert report["held_out"] == 0 and report["selection_log_pz"]["trained"] < report["selection_log_pz"][report["chosen"]]
     assert report["log_pz_after"] > report["log_pz_before"]
     weights = torch.softmax(model.prior.logits.detach(), -1)
     assert math.exp(-(weights * weights.log()).sum()) > 1.5  # more than one component in use
+
+
+def test_em_from_a_given_start_never_lowers_its_likelihood():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.cat([torch.randn(500, 3, generator=gen), 4 + torch.randn(500, 3, generator=gen)])
+    init = {"log_weights": torch.tensor([0.0, -3.0]), "means": torch.tensor([[0.5, 0.0, 0.0], [3.0, 3.0, 3.0]]),
+            "log_scales": torch.zeros(2, 3)}  # fmt: skip
+    start = fit_diagonal_gmm(z, 2, iters=1, init=init)["loglik"]  # the likelihood at the start (before any update)
+    fit = fit_diagonal_gmm(z, 2, init=init)
+    assert fit["loglik"] > start
+    assert sorted(torch.exp(fit["log_weights"]).tolist()) == pytest.approx([0.5, 0.5], abs=0.02)
+
+
+def test_a_refit_with_held_out_molecules_keeps_the_candidate_best_on_them():
+    torch.manual_seed(0)
+    tok = SelfiesTokenizer.build(SMALL_SMILES)
+    ids = [tok.encode(s) for s in SMALL_SMILES] * 40
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
+    data = TokenizedSet(np.concatenate(ids).astype(np.int16), offsets, None, len(ids))
+    model = MoleculeVAE(vocab_size=len(tok), max_len=60, emb_dim=8, enc_hidden=16, dec_hidden=16, latent_dim=4, n_components=3)
+    report = refit_prior(model, data, n=200, seed=0, held_out=100)
+    scores = report["selection_log_pz"]
+    assert set(scores) == {"trained", "em_from_trained", "em_from_kmeans++"} and report["held_out"] == 100
+    assert report["chosen"] == max(scores, key=scores.get)
+    assert report["iterations"]["em_from_trained"] >= 1
+    held = refit_prior(model, data, n=len(data), seed=0, held_out=100)  # no molecules left to hold out
+    assert held["held_out"] == 0

@@ -3,10 +3,11 @@
 For a fixed encoder q(z|x) the average ELBO depends on the prior only through the cross-entropy
 E_x E_q[log p(z)], so the best prior is the maximum-likelihood fit of the aggregate posterior
 q(z) = E_x q(z|x). EM on draws z_i ~ q(z|x_i) of training molecules finds that fit within the
-K-component diagonal family: the held-out ELBO can only improve (up to sampling noise and EM's
-local optima), samples are drawn where encodings actually are, and components that the gradient
-run left dead are redistributed over the encodings (EM has no rich-get-richer dynamics here
-because it is initialised by k-means++ on the encodings themselves).
+K-component diagonal family: samples are drawn where encodings actually are, and components that
+the gradient run left dead are redistributed over the encodings (EM from a k-means++ start on the
+encodings has no rich-get-richer dynamics). EM finds a local optimum only, and a fit to training
+draws is not a held-out gain, so ``refit_prior`` also keeps the trained prior and EM from it as
+candidates and chooses by held-out draws.
 """
 from __future__ import annotations
 
@@ -29,25 +30,32 @@ def _log_joint(z: torch.Tensor, log_w: torch.Tensor, means: torch.Tensor, log_s:
 
 
 def fit_diagonal_gmm(
-    z: torch.Tensor, k: int, iters: int = 200, tol: float = 1e-7, seed: int = 0, min_scale: float = 1e-2
+    z: torch.Tensor, k: int, iters: int = 200, tol: float = 1e-7, seed: int = 0, min_scale: float = 1e-2,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor | float]:
-    """EM for a K-component diagonal Gaussian mixture on z [N, D]; k-means++ initialisation.
+    """EM for a K-component diagonal Gaussian mixture on z [N, D]: from ``init`` (``log_weights``,
+    ``means``, ``log_scales``) when given, else from a k-means++ initialisation.
 
     Returns float64 ``log_weights`` [K], ``means`` [K, D], ``log_scales`` [K, D], the final mean
     log-likelihood per point (nats) and the number of iterations run.
     """
     z = z.double()
     n, d = z.shape
-    gen = torch.Generator().manual_seed(seed)
-    centres = [z[torch.randint(n, (1,), generator=gen)].squeeze(0)]
-    dist = ((z - centres[0]) ** 2).sum(-1)
-    for _ in range(1, k):
-        idx = torch.multinomial(dist / dist.sum(), 1, generator=gen)
-        centres.append(z[idx].squeeze(0))
-        dist = torch.minimum(dist, ((z - centres[-1]) ** 2).sum(-1))
-    means = torch.stack(centres)
-    log_s = torch.full((k, d), 0.5 * math.log(float(z.var(0).mean())), dtype=torch.float64)
-    log_w = torch.full((k,), -math.log(k), dtype=torch.float64)
+    if init is not None:
+        log_w = torch.log_softmax(init["log_weights"].double(), -1)
+        means = init["means"].double().clone()
+        log_s = init["log_scales"].double().clamp_min(math.log(min_scale))
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        centres = [z[torch.randint(n, (1,), generator=gen)].squeeze(0)]
+        dist = ((z - centres[0]) ** 2).sum(-1)
+        for _ in range(1, k):
+            idx = torch.multinomial(dist / dist.sum(), 1, generator=gen)
+            centres.append(z[idx].squeeze(0))
+            dist = torch.minimum(dist, ((z - centres[-1]) ** 2).sum(-1))
+        means = torch.stack(centres)
+        log_s = torch.full((k, d), 0.5 * math.log(float(z.var(0).mean())), dtype=torch.float64)
+        log_w = torch.full((k,), -math.log(k), dtype=torch.float64)
     previous = -math.inf
     for step in range(1, iters + 1):
         joint = _log_joint(z, log_w, means, log_s)
@@ -82,15 +90,43 @@ def aggregate_posterior_draws(
     return torch.cat(draws)
 
 
+def _mean_log_prob(z: torch.Tensor, fit: dict[str, torch.Tensor]) -> float:
+    joint = _log_joint(z.double(), torch.log_softmax(fit["log_weights"].double(), -1), fit["means"].double(),
+                       fit["log_scales"].double())  # fmt: skip
+    return float(torch.logsumexp(joint, dim=1).mean())
+
+
 @torch.no_grad()
-def refit_prior(model: MoleculeVAE, data: TokenizedSet, n: int = 50000, seed: int = 0, iters: int = 200) -> dict:
-    """Replace ``model.prior``'s weights, means and scales by an EM fit to the aggregate posterior."""
+def refit_prior(
+    model: MoleculeVAE, data: TokenizedSet, n: int = 50000, seed: int = 0, iters: int = 200, held_out: int = 0
+) -> dict:
+    """Refit ``model.prior`` (weights, means, scales) to the aggregate posterior by EM.
+
+    Two EM runs on one draw z ~ q(z|x) of each of ``n`` molecules: one from the trained prior (EM
+    can only raise its likelihood there) and one from k-means++ (which revives components the
+    gradient run left dead). The prior kept is the one of {trained, EM from it, EM from k-means++}
+    whose mean log p(z) is highest on the draws of ``held_out`` other molecules of ``data`` (on the
+    fitted draws when ``held_out`` is 0: for a set tiled with several draws per molecule, where a
+    split of draws would not hold molecules out)."""
     prior = model.prior
-    z = aggregate_posterior_draws(model, data, n=n, seed=seed)
+    held_out = min(held_out, max(0, len(data) - n))
+    z_all = aggregate_posterior_draws(model, data, n=n + held_out, seed=seed)
+    z, z_val = z_all[:n], (z_all[n:] if held_out else z_all[:n])
+    trained = {"log_weights": prior.logits.detach().double(), "means": prior.means.detach().double(),
+               "log_scales": prior.log_scales.detach().double()}  # fmt: skip
+    fits = {
+        "trained": trained,
+        "em_from_trained": fit_diagonal_gmm(z, prior.n_components, iters=iters, seed=seed, init=trained),
+        "em_from_kmeans++": fit_diagonal_gmm(z, prior.n_components, iters=iters, seed=seed),
+    }
+    scores = {name: _mean_log_prob(z_val, fit) for name, fit in fits.items()}
+    chosen = max(scores, key=scores.get)
     before = float(prior.log_prob(z).double().mean())
-    fit = fit_diagonal_gmm(z, prior.n_components, iters=iters, seed=seed)
-    prior.logits.copy_(fit["log_weights"].to(prior.logits))
+    fit = fits[chosen]
+    prior.logits.copy_(torch.log_softmax(fit["log_weights"].double(), -1).to(prior.logits))
     prior.means.copy_(fit["means"].to(prior.means))
     prior.log_scales.copy_(fit["log_scales"].to(prior.log_scales))
     after = float(prior.log_prob(z).double().mean())
-    return {"n": int(z.shape[0]), "iterations": int(fit["iterations"]), "log_pz_before": before, "log_pz_after": after}
+    iterations = {name: int(f["iterations"]) for name, f in fits.items() if "iterations" in f}
+    return {"n": int(z.shape[0]), "held_out": int(held_out), "iterations": iterations, "log_pz_before": before,
+            "log_pz_after": after, "selection_log_pz": scores, "chosen": chosen}  # fmt: skip

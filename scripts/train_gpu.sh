@@ -40,6 +40,8 @@
 #               last.ckpt and stops) so the export still runs (565)
 #   STATE       training state to continue  (checkpoints/molgen-moses.state.pt; a missing file starts a new run)
 #   EXTRA_ARGS  more `molgen train` arguments, e.g. "--set data.val_size=200" for a tiny smoke test
+#               (the state's learning-rate schedule goes on; after its cool-down it trains at optim.lr_final,
+#               and "--set optim.cooldown_from_molecules=null" re-warms it to optim.lr)
 set -uo pipefail
 
 T0=$(date +%s)

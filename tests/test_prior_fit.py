@@ -12,6 +12,18 @@ from molgen.tokenizer import SelfiesTokenizer
 from conftest import SMALL_SMILES
 
 
+def _tiny_model_and_set(copies: int, n_components: int) -> tuple[MoleculeVAE, TokenizedSet]:
+    """An untrained 4-dimensional VAE and SMALL_SMILES repeated ``copies`` times."""
+    torch.manual_seed(0)
+    tok = SelfiesTokenizer.build(SMALL_SMILES)
+    ids = [tok.encode(s) for s in SMALL_SMILES] * copies
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
+    data = TokenizedSet(np.concatenate(ids).astype(np.int16), offsets, None, len(ids))
+    model = MoleculeVAE(vocab_size=len(tok), max_len=60, emb_dim=8, enc_hidden=16, dec_hidden=16, latent_dim=4,
+                        n_components=n_components)  # fmt: skip
+    return model, data
+
+
 def test_em_recovers_separated_clusters():
     gen = torch.Generator().manual_seed(0)
     means = torch.tensor([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
@@ -26,12 +38,7 @@ def test_em_recovers_separated_clusters():
 
 
 def test_refit_raises_the_prior_likelihood_of_encodings_and_spreads_usage():
-    torch.manual_seed(0)
-    tok = SelfiesTokenizer.build(SMALL_SMILES)
-    ids = [tok.encode(s) for s in SMALL_SMILES] * 25
-    offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
-    data = TokenizedSet(np.concatenate(ids).astype(np.int16), offsets, None, len(ids))
-    model = MoleculeVAE(vocab_size=len(tok), max_len=60, emb_dim=8, enc_hidden=16, dec_hidden=16, latent_dim=4, n_components=4)
+    model, data = _tiny_model_and_set(copies=25, n_components=4)
     with torch.no_grad():  # a collapsed prior: one component holds all the weight
         model.prior.logits.copy_(torch.tensor([10.0, -10.0, -10.0, -10.0]))
         model.prior.means.add_(5.0)
@@ -54,12 +61,7 @@ def test_em_from_a_given_start_never_lowers_its_likelihood():
 
 
 def test_a_refit_with_held_out_molecules_keeps_the_candidate_best_on_them():
-    torch.manual_seed(0)
-    tok = SelfiesTokenizer.build(SMALL_SMILES)
-    ids = [tok.encode(s) for s in SMALL_SMILES] * 40
-    offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
-    data = TokenizedSet(np.concatenate(ids).astype(np.int16), offsets, None, len(ids))
-    model = MoleculeVAE(vocab_size=len(tok), max_len=60, emb_dim=8, enc_hidden=16, dec_hidden=16, latent_dim=4, n_components=3)
+    model, data = _tiny_model_and_set(copies=40, n_components=3)
     report = refit_prior(model, data, n=200, seed=0, held_out=100)
     scores = report["selection_log_pz"]
     assert set(scores) == {"trained", "em_from_trained", "em_from_kmeans++"} and report["held_out"] == 100

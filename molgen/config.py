@@ -54,7 +54,7 @@ class ObjectiveConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW, gradient clipping and the learning rate's cool-down (warm-up-stable-decay, in molecules seen)."""
+    """AdamW, gradient clipping and the learning rate's cool-down (constant, then falling; in molecules seen)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -257,6 +257,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            value = float(value)
+        if isinstance(value, float) and value.is_integer():  # 3e6 molecules
+            return int(value)
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

@@ -32,6 +32,9 @@ from molgen.training_state import state_config
 optim = {**vars(OptimConfig()), **state_config(sys.argv[1])['optim']}
 keys = ('lr', 'cooldown_from_molecules', 'cooldown_molecules', 'lr_final')
 print(' '.join(f\"--set optim.{k}={'null' if optim[k] is None else optim[k]}\" for k in keys))" "$VAE_STATE")
+  echo "the LM follows the VAE's schedule (from $VAE_STATE): ${schedule[*]}"
+else
+  echo "warning: no VAE state at $VAE_STATE; the LM trains with its own config's learning rate" >&2
 fi
 step_of() { "$PY" -c "import torch,sys; print(torch.load(sys.argv[1], weights_only=True)['global_step'])" "$1"; }
 for step in $(tail -n +2 "$HISTORY" | cut -d, -f1); do

@@ -2,7 +2,9 @@
 
     python scripts/refit_prior.py runs/vae/model.pt data/moses/train.csv.gz out.pt [--n 50000] [--held-out 10000]
 
-See molgen/model/prior_fit.py for why this can only improve the average ELBO of a fixed encoder.
+See molgen/model/prior_fit.py: for a fixed encoder the best prior is the fit to the aggregate
+posterior; EM runs from the trained prior and from k-means++, and the candidate (those two fits or
+the trained prior itself) with the highest mean log p(z) on --held-out other molecules is kept.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from molgen.errors import MolgenError
 from molgen.model.prior_fit import fit_diagonal_gmm, refit_prior
 from molgen.model.vae import MoleculeVAE
 from molgen.token_cache import TokenizedSet
@@ -69,3 +70,16 @@ def test_a_refit_with_held_out_molecules_keeps_the_candidate_best_on_them():
     assert report["iterations"]["em_from_trained"] >= 1
     held = refit_prior(model, data, n=len(data), seed=0, held_out=100)  # no molecules left to hold out
     assert held["held_out"] == 0
+    with pytest.raises(MolgenError, match="held_out must be >= 0"):
+        refit_prior(model, data, n=200, held_out=-1)
+
+
+def test_the_fitted_draws_do_not_depend_on_the_held_out_count():
+    from molgen.model.prior_fit import aggregate_posterior_draws
+
+    model, data = _tiny_model_and_set(copies=40, n_components=3)
+    z = aggregate_posterior_draws(model, data, n=200, seed=0)
+    for held_out in (0, 100):
+        fresh, _ = _tiny_model_and_set(copies=40, n_components=3)  # the same seeded weights
+        report = refit_prior(fresh, data, n=200, seed=0, held_out=held_out)
+        assert report["log_pz_before"] == pytest.approx(float(model.prior.log_prob(z).double().mean()))

@@ -390,6 +390,11 @@ def test_floats_in_exponent_notation_without_a_dot_are_floats_in_files_and_set_f
     with pytest.raises(MolgenError, match="data.smiles_column"):  # a string key stays a string
         apply_overrides(TrainConfig(), {"data.smiles_column": 1e-4})
     assert apply_overrides(TrainConfig(), {"data.smiles_column": "1e-4"}).data.smiles_column == "1e-4"
+    # molecule counts written 3e6 (a YAML string) or 3.0e+6 (a YAML float) are ints; 2.5 is not
+    counts = apply_overrides(TrainConfig(), {"optim.cooldown_from_molecules": "3e6", "optim.cooldown_molecules": 3.0e6})
+    assert counts.optim.cooldown_from_molecules == 3_000_000 and isinstance(counts.optim.cooldown_molecules, int)
+    with pytest.raises(MolgenError, match="optim.cooldown_molecules: expected int"):
+        apply_overrides(TrainConfig(), {"optim.cooldown_molecules": 2.5})
 
 
 def test_the_learning_rate_cools_down_from_a_molecule_count_in_a_1_minus_sqrt_shape():

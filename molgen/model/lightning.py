@@ -2,19 +2,21 @@
 collapse diagnostics at every validation and restarts of dead mixture components."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
 import pytorch_lightning as pl
 import torch
 
+from molgen.config import OptimConfig
 from molgen.errors import MolgenError
 from molgen.model import VERSION
 from molgen.model.diagnostics import posterior_statistics, summarize
 from molgen.model.vae import MoleculeVAE
 
 VAL_KEYS = ("elbo", "rec", "kl", "tokens", "token_acc", "exact", "n")
-OPTIM_DEFAULTS = {"cooldown_from_molecules": None, "cooldown_molecules": 3_000_000, "lr_final": 1e-4}
+OPTIM_DEFAULTS = {f.name: f.default for f in dataclasses.fields(OptimConfig)}  # checkpoints of older runs lack newer keys
 OBJECTIVE_DEFAULTS = {"restart_every_steps": 0, "restart_mode": "poor", "mixture_weights": "learned", "usage_bonus": 0.0,
                       "kl_target": 0.0}
 USAGE_EMA_DECAY = 0.9  # the usage estimate behind in-training restarts averages about the last 10 batches
@@ -60,8 +62,8 @@ class VAEModule(pl.LightningModule):
 
     def lr_at(self, molecules: int) -> float:
         """Learning rate after ``molecules``: optim.lr, then from cooldown_from_molecules a fall to
-        lr_final over cooldown_molecules, shaped 1 - sqrt (warm-up-stable-decay; Hägele et al. 2024
-        found this shape best), and lr_final after it. Counted in molecules like the beta warm-up,
+        lr_final over cooldown_molecules, shaped 1 - sqrt (constant-then-cool-down; Hägele et al.
+        2024 found 1 - sqrt better than a linear fall), and lr_final after it. Counted in molecules like the beta warm-up,
         so the schedule survives a resume with another batch size."""
         o = self.optim
         start = o["cooldown_from_molecules"]

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import torch
 
+from molgen.errors import MolgenError
 from molgen.nn.prior import LOG_2PI
 from molgen.model.vae import MoleculeVAE, reparameterise
 from molgen.padding import pad_molecules
@@ -73,14 +74,19 @@ def fit_diagonal_gmm(
     return {"log_weights": log_w, "means": means, "log_scales": log_s, "loglik": loglik, "iterations": step}
 
 
+def _draw_index(size: int, n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).choice(size, size=min(n, size), replace=False)
+
+
 @torch.no_grad()
 def aggregate_posterior_draws(
-    model: MoleculeVAE, data: TokenizedSet, n: int = 50000, seed: int = 0, batch_size: int = 512
+    model: MoleculeVAE, data: TokenizedSet, n: int = 50000, seed: int = 0, batch_size: int = 512,
+    index: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """One draw z_i ~ q(z|x_i) for each of ``n`` seeded random molecules of ``data``: [n, D]."""
+    """One draw z_i ~ q(z|x_i) for each of ``n`` seeded random molecules of ``data`` (or of the
+    molecules ``index`` names): [n, D]."""
     model.eval()
-    rng = np.random.default_rng(seed)
-    index = rng.choice(len(data), size=min(n, len(data)), replace=False)
+    index = _draw_index(len(data), n, seed) if index is None else index
     gen = torch.Generator().manual_seed(seed)
     draws = []
     for start in range(0, len(index), batch_size):
@@ -108,10 +114,17 @@ def refit_prior(
     whose mean log p(z) is highest on the draws of ``held_out`` other molecules of ``data`` (on the
     fitted draws when ``held_out`` is 0: for a set tiled with several draws per molecule, where a
     split of draws would not hold molecules out)."""
+    if held_out < 0:
+        raise MolgenError(f"held_out must be >= 0 molecules, got {held_out}")
     prior = model.prior
-    held_out = min(held_out, max(0, len(data) - n))
-    z_all = aggregate_posterior_draws(model, data, n=n + held_out, seed=seed)
-    z, z_val = z_all[:n], (z_all[n:] if held_out else z_all[:n])
+    index = _draw_index(len(data), n, seed)  # the fitted molecules do not depend on held_out
+    z = aggregate_posterior_draws(model, data, seed=seed, index=index)
+    rest = np.setdiff1d(np.arange(len(data)), index)
+    held_out = min(held_out, len(rest))
+    z_val = z
+    if held_out:
+        held = rest[_draw_index(len(rest), held_out, seed + 1)]
+        z_val = aggregate_posterior_draws(model, data, seed=seed + 1, index=held)
     trained = {"log_weights": prior.logits.detach().double(), "means": prior.means.detach().double(),
                "log_scales": prior.log_scales.detach().double()}  # fmt: skip
     fits = {

@@ -5,10 +5,10 @@ import torch
 from molgen.sample import DEFAULT_CHECKPOINT, NEAR_CHECKPOINT, Generator
 
 GOLDEN_SEED0 = [  # seed 0, T = 1, fp32, the default decoding (relaxed, invalid draws redrawn): drawn when shipped
-    "Cc1ccccc1S(=O)(=O)Nc1ccc(C(=O)C(C)C)cc1",
-    "COc1ccccc1CN(C(=O)C1C=C(N)N(C)O1)C1CC1",
-    "CCC(=O)NC1CCN(c2nc(N)c3ccccc3n2)C1",
-    "CC(C)CC(O)CN(C)C(=O)n1ccncc1=O",
+    "CCC(=O)Nc1cccc(Oc2cccc3cccnc23)c1",
+    "O=C(Nc1cccnc1-n1cncn1)N1CCCC(c2ccsc2)C1",
+    "COc1ccccc1C(=O)NC1CCN(c2ccccc2Cl)C1=O",
+    "CCCC(C)(C)NC(=O)Nc1ccc(N(C)C)cc1",
 ]
 
 

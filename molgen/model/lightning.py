@@ -72,8 +72,7 @@ class VAEModule(pl.LightningModule):
         frac = min(1.0, (molecules - start) / o["cooldown_molecules"])
         return float(o["lr_final"] + (o["lr"] - o["lr_final"]) * (1.0 - math.sqrt(frac)))
 
-    def _set_lr(self) -> None:
-        lr = self.lr_at(self.molecules_total)
+    def _set_lr(self, lr: float) -> None:
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -89,14 +88,14 @@ class VAEModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         """The learning rate is the config's schedule's, also after a resume (the optimizer state saved the old one)."""
-        self._set_lr()
+        self._set_lr(self.lr_at(self.molecules_total))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One step on a (tokens, lengths) batch; logs loss, ELBO/rec/KL (nats/molecule), beta, mol/s."""
         tokens, lengths = batch
         beta = self.beta_at(self.molecules_total)
-        if self.optim["cooldown_from_molecules"] is not None:
-            self._set_lr()  # before this step's update, for the molecules seen before it
+        lr = self.lr_at(self.molecules_total)
+        self._set_lr(lr)  # before this step's update, for the molecules seen before it
         self.molecules_seen += len(lengths)
         self.molecules_total += len(lengths) * self.trainer.world_size
         o = self.objective
@@ -132,7 +131,7 @@ class VAEModule(pl.LightningModule):
         self.log("train/rec", terms["rec"].mean(), **log)
         self.log("train/kl", terms["kl"].mean(), prog_bar=True, **log)
         self.log("train/beta", beta, **log)
-        self.log("train/lr", self.lr_at(self.molecules_total - len(lengths) * self.trainer.world_size), **log)
+        self.log("train/lr", lr, **log)
         self.log("train/molecules", float(self.molecules_total), **log)
         return loss
 

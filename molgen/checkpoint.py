@@ -2,6 +2,9 @@
 
 ``save_model`` writes a small file ``{"format": "molgen-model", "version": 1, "hparams", "vocab",
 "state_dict", "extra"}``; ``load_model`` reads it or a Lightning ``.ckpt`` written by training.
+With ``half=True`` the floating weights are stored as float16 (half the file; the shipped model):
+they load into the float32 model as the rounded values, so the file is exactly the model it
+describes once ``round_weights_`` has been applied before anything is measured on it.
 Nothing is unpickled beyond tensors and plain containers, so no code runs on load.
 """
 from __future__ import annotations
@@ -21,9 +24,28 @@ from molgen.tokenizer import SelfiesTokenizer
 FORMAT = "molgen-model"
 
 
-def save_model(path: str | os.PathLike, model: MoleculeVAE, tokenizer: SelfiesTokenizer, extra: dict | None = None) -> None:
-    """Write weights, vocabulary and hyper-parameters of ``model`` to ``path`` (atomically)."""
+def round_weights_(model: torch.nn.Module, dtype: torch.dtype = torch.float16) -> torch.nn.Module:
+    """Round ``model``'s floating parameters and buffers to ``dtype`` in place (they stay float32):
+    the model a ``save_model(..., half=True)`` file loads as, to fit or measure before saving."""
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(dtype))
+    return model
+
+
+def save_model(
+    path: str | os.PathLike,
+    model: MoleculeVAE,
+    tokenizer: SelfiesTokenizer,
+    extra: dict | None = None,
+    half: bool = False,
+) -> None:
+    """Write weights, vocabulary and hyper-parameters of ``model`` to ``path`` (atomically); with
+    ``half`` the floating weights as float16."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "version": VERSION,

@@ -3,7 +3,7 @@
 ``pack_state`` turns a run's ``last.ckpt`` (Lightning: weights, AdamW moments, loop counters, the
 epoch's batch position, molgen's molecules-seen count, restart count and RNG state, the run's
 config) into a file about half its size, or a quarter when the weights are those of a model file
-beside it:
+beside it (a sixth with that file's weights in float16):
 
 - the AdamW moments are stored in 8 bits per value, in blocks of 64. The second moment v in log
   space (uint8 between the block's smallest and largest non-zero value, 0 meaning exactly 0), so
@@ -13,8 +13,12 @@ beside it:
   block's largest m would round to zero. Both are running averages that the next steps overwrite
   (β₁ = 0.9, β₂ = 0.999);
 - with ``weights_from`` (the model file exported from the same checkpoint, e.g. the shipped
-  ``molgen-moses.pt``), the tensors that file holds bit for bit are left out and recorded by name
-  and sha256; the prior, which the export refits, stays in the state;
+  ``molgen-moses.pt``), the tensors that file holds bit for bit, or rounded to float16 when it
+  stores float16, are left out and recorded by name and sha256; the prior, which the export
+  refits, stays in the state;
+- with ``half_weights``, the weights the state keeps itself are stored as float16 too (a state
+  committed between ships). Weights from a float16 source resume as the rounded values: a relative
+  change of at most 2⁻¹¹ (0.05 %), about the size of one AdamW step at lr 1e-4 on this model's weights;
 - the machine-specific parts (callback states holding this machine's paths) are dropped.
 
 ``read_checkpoint`` reads any of these back as a full Lightning checkpoint (older states with
@@ -38,7 +42,7 @@ from molgen.files import atomic_path
 
 CONFIG_KEY = "molgen_config"  # the run's TrainConfig as a plain dict, written into every training checkpoint
 METRICS_KEY = "molgen_metrics"  # the run's metrics.csv as text, in packed states
-PACKING_KEY = "molgen_packing"  # how a packed state was compacted: {"moments": ..., "weights_from": ...}
+PACKING_KEY = "molgen_packing"  # how a packed state was compacted: {"moments", "weights_from", "half_weights"}
 DROPPED = ("callbacks",)  # ModelCheckpoint states: paths on the machine that wrote them
 BLOCK = 64  # values per quantisation block
 MODULE_PREFIX = "model."  # the Lightning module's name for the model whose weights a model file holds
@@ -130,7 +134,9 @@ def _restore(data: dict, path: Path) -> dict:
                 "holds other weights; restore the model file of the same commit (git checkout) or pack the state with its weights"
             )
         for key, tensor in zip(shared["keys"], tensors):
-            data["state_dict"][MODULE_PREFIX + key] = tensor
+            data["state_dict"][MODULE_PREFIX + key] = tensor.float() if tensor.dtype == torch.float16 else tensor
+    for key in packing.get("half_weights", []):
+        data["state_dict"][key] = data["state_dict"][key].float()
     for optimizer in data["optimizer_states"]:
         for param_state in optimizer.get("state", {}).values():
             if all(isinstance(param_state.get(key), dict) for key in MOMENTS):
@@ -184,16 +190,27 @@ def state_metrics(path: str | os.PathLike) -> str:
     return text
 
 
+def _holds(weight: torch.Tensor | None, stored: torch.Tensor) -> bool:
+    """Whether a model file's ``stored`` tensor is the checkpoint's ``weight``, bit for bit or rounded to float16."""
+    if weight is None or weight.shape != stored.shape:
+        return False
+    if stored.dtype == torch.float16 and weight.dtype == torch.float32:
+        return torch.equal(weight.half(), stored)
+    return weight.dtype == stored.dtype and torch.equal(weight, stored)
+
+
 def pack_state(
     checkpoint: str | os.PathLike,
     dest: str | os.PathLike,
     metrics: str | os.PathLike | None = None,
     weights_from: str | os.PathLike | None = None,
+    half_weights: bool = False,
 ) -> dict:
     """Write the compact travelling state of ``checkpoint`` to ``dest`` (atomically), with the run's
     ``metrics.csv`` text inside when given (the curves travel with the run). With ``weights_from``, a
     model file in ``dest``'s folder exported from this checkpoint, the weights it holds unchanged
-    are left out (the prior it refitted stays in). Return the state's summary."""
+    (or rounded to its float16) are left out (the prior it refitted stays in). With
+    ``half_weights`` the float32 weights kept in the state are stored as float16. Return the state's summary."""
     data = read_checkpoint(checkpoint)
     if metrics is not None:
         data[METRICS_KEY] = Path(metrics).read_text(encoding="utf-8")
@@ -209,12 +226,17 @@ def pack_state(
         if model_path.resolve().parent != Path(dest).resolve().parent:
             raise MolgenError(f"{model_path}: the model file that holds the weights must be in the state's folder ({Path(dest).parent})")
         weights, state = _model_weights(model_path), data["state_dict"]
-        keys = [k for k, v in weights.items() if torch.equal(state.get(MODULE_PREFIX + k, torch.empty(0)), v)]
+        keys = [k for k, v in weights.items() if _holds(state.get(MODULE_PREFIX + k), v)]
         if not keys:
             raise MolgenError(f"{model_path}: holds none of the checkpoint's weights (exported from another checkpoint?)")
         for key in keys:
             del state[MODULE_PREFIX + key]
         packing["weights_from"] = {"file": model_path.name, "keys": keys, "sha256": _tensors_sha256([weights[k] for k in keys])}
+    if half_weights:
+        state = data["state_dict"]
+        packing["half_weights"] = [k for k, v in state.items() if v.dtype == torch.float32]
+        for key in packing["half_weights"]:
+            state[key] = state[key].half()
     data[PACKING_KEY] = packing
     with atomic_path(dest) as tmp:
         torch.save(data, tmp)

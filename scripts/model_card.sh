@@ -2,7 +2,7 @@
 # Reproduce every figure of checkpoints/README.md from a training run (and, optionally, an LM run).
 #   bash scripts/model_card.sh [VAE_RUN] [OUT] [LM_RUN]
 # Steps: export the VAE run's checkpoints/last.ckpt, refit its prior to the aggregate posterior (EM),
-# write checkpoints/molgen-moses.pt with relaxed SELFIES as its default decoding (invalid draws redrawn);
+# write checkpoints/molgen-moses.pt (float16 weights) with relaxed SELFIES as its default decoding (invalid draws redrawn);
 # sample 30,000 molecules (seed 0, T = 1) decoded strict, relaxed keeping the invalid draws, and with the
 # default (relaxed, invalid draws redrawn: what `make run` samples); score the three sets; evaluate the model (and the LM) on
 # 200 MOSES test molecules; the raw prior's likelihood. Tables: python scripts/model_card_table.py OUT
@@ -18,7 +18,7 @@ PY=${PY:-.venv/bin/python}
 MOLGEN=${MOLGEN:-.venv/bin/molgen}
 mkdir -p "$OUT"
 $PY scripts/export_checkpoint.py "$VAE/checkpoints/last.ckpt" "$OUT/vae-raw.pt" --constraints "$DECODING"
-$PY scripts/refit_prior.py "$OUT/vae-raw.pt" data/moses/train.csv.gz checkpoints/molgen-moses.pt --n 50000
+$PY scripts/refit_prior.py "$OUT/vae-raw.pt" data/moses/train.csv.gz checkpoints/molgen-moses.pt --n 50000 --half
 $MOLGEN sample -n "$N" --seed 0 --constraints strict --out "$OUT/samples-strict.csv"
 $MOLGEN score "$OUT/samples-strict.csv" --out "$OUT/score-strict.json" --plots "$OUT/plots-strict"
 $MOLGEN sample -n "$N" --seed 0 --constraints relaxed --keep-invalid --out "$OUT/samples-relaxed.csv"

@@ -1,9 +1,10 @@
 """Pack a run's last checkpoint and metrics into the compact training state that is committed.
 
-    python scripts/pack_state.py runs/moses checkpoints/molgen-moses.state.pt [--weights-from checkpoints/molgen-moses.pt]
+    python scripts/pack_state.py runs/moses checkpoints/molgen-moses.state.pt [--weights-from checkpoints/molgen-moses.pt] [--half-weights]
 
 With --weights-from (the model file exported from the same last.ckpt, in the state's folder) the
-weights that file holds are not stored a second time (molgen.training_state).
+weights that file holds are not stored a second time (molgen.training_state). With --half-weights
+the weights the state keeps itself are stored as float16 (a state committed between ships).
 
 The next stretch, on any machine: ``molgen train --resume-from checkpoints/molgen-moses.state.pt --out DIR``.
 """
@@ -20,10 +21,11 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="run folder of `molgen train` (holds checkpoints/last.ckpt)")
     parser.add_argument("dest", type=Path, help="packed state file to write")
     parser.add_argument("--weights-from", type=Path, help="model file beside DEST exported from the same checkpoint")
+    parser.add_argument("--half-weights", action="store_true", help="store the weights kept in the state as float16")
     args = parser.parse_args()
     metrics = args.run / "metrics.csv"
     info = pack_state(args.run / "checkpoints" / "last.ckpt", args.dest, metrics if metrics.is_file() else None,
-                      weights_from=args.weights_from)  # fmt: skip
+                      weights_from=args.weights_from, half_weights=args.half_weights)  # fmt: skip
     shared = f", {info['shared_tensors']} tensors shared with {args.weights_from}" if args.weights_from else ""
     print(f"{args.dest}: step {info['global_step']}, epoch {info['epoch']}, {info['molecules']:,} molecules, "
           f"{info['bytes'] / 1e6:.1f} MB{shared}")

@@ -124,7 +124,7 @@ fi
 if [ -f "$RUN/checkpoints/last.ckpt" ]; then
     stage "export $RUN/checkpoints/last.ckpt -> $DEST/model.pt"
     "$PY" scripts/export_checkpoint.py "$RUN/checkpoints/last.ckpt" "$DEST/model.pt" || echo "export failed"
-    "$PY" scripts/pack_state.py "$RUN" "$DEST/molgen-moses.state.pt" || echo "packing the state failed"
+    "$PY" scripts/pack_state.py "$RUN" "$DEST/molgen-moses.state.pt" --half-weights || echo "packing the state failed"
 else
     echo "no checkpoint in $RUN/checkpoints; nothing to export"
 fi

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from molgen.checkpoint import load_model, save_model
+from molgen.checkpoint import load_model, round_weights_, save_model
 from molgen.errors import MolgenError
 from molgen.model.diagnostics import aggregate_mutual_information, collapse_diagnostics, posterior_statistics, summarize
 from molgen.nn.prior import MixturePrior
@@ -533,6 +533,24 @@ def test_saved_model_loads_with_identical_outputs(tok, tmp_path):
     assert raw["format"] == "molgen-model" and raw["version"] == 1 and raw["extra"] == {"note": "x"}
     tokens, lengths = make_batch(tok)
     torch.testing.assert_close(loaded.encode(tokens, lengths)[0], model.encode(tokens, lengths)[0])
+
+
+def test_a_half_model_file_stores_float16_and_loads_as_the_rounded_float32_model(tok, tmp_path):
+    model = make_model(tok)
+    save_model(tmp_path / "full.pt", model, tok)
+    save_model(tmp_path / "half.pt", model, tok, half=True)
+    raw = torch.load(tmp_path / "half.pt", weights_only=True)["state_dict"]
+    assert {v.dtype for v in raw.values() if v.is_floating_point()} == {torch.float16}
+    assert (tmp_path / "half.pt").stat().st_size < 0.6 * (tmp_path / "full.pt").stat().st_size
+    loaded, _ = load_model(tmp_path / "half.pt")
+    rounded = make_model(tok)
+    rounded.load_state_dict(model.state_dict())
+    round_weights_(rounded)
+    for (name, got), want in zip(loaded.state_dict().items(), rounded.state_dict().values()):
+        assert got.dtype == want.dtype and torch.equal(got, want), name  # float32 holding the float16 values
+    assert any(not torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    tokens, lengths = make_batch(tok)
+    torch.testing.assert_close(loaded.encode(tokens, lengths)[0], model.encode(tokens, lengths)[0], rtol=1e-2, atol=1e-3)
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "text", "truncated", "pickled_code", "other_dict", "new_version"])

@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+from molgen.checkpoint import load_model, save_model
 from molgen.cli import main
 from molgen.errors import MolgenError
 from molgen.train import train
@@ -100,6 +101,28 @@ def test_a_state_sharing_the_model_files_weights_restores_them_bit_for_bit(tmp_p
         read_checkpoint(ship / "state.pt")
     with pytest.raises(MolgenError, match="must be in the state's folder"):
         pack_state(run / "checkpoints" / "last.ckpt", tmp_path / "elsewhere.pt", weights_from=run / "model.pt")
+
+
+def test_a_state_beside_a_float16_model_file_or_with_float16_weights_resumes_from_the_rounded_weights(tmp_path):
+    run = _trained(tmp_path)
+    ship = tmp_path / "ship"
+    ship.mkdir()
+    model, tokenizer = load_model(run / "model.pt")
+    save_model(ship / "model.pt", model, tokenizer, half=True)
+    original = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    beside = pack_state(run / "checkpoints" / "last.ckpt", ship / "state.pt", weights_from=ship / "model.pt")
+    alone = pack_state(run / "checkpoints" / "last.ckpt", tmp_path / "half.state.pt", half_weights=True)
+    full = pack_state(run / "checkpoints" / "last.ckpt", tmp_path / "full.state.pt")
+    assert beside["shared_tensors"] == len(original)  # every weight is the file's, rounded
+    weight_bytes = sum(v.numel() * v.element_size() for v in original.values())
+    assert full["bytes"] - alone["bytes"] >= 0.45 * weight_bytes
+    for state in (ship / "state.pt", tmp_path / "half.state.pt"):
+        restored = read_checkpoint(state)["state_dict"]
+        assert restored.keys() == original.keys()
+        for key, weight in original.items():
+            assert restored[key].dtype == weight.dtype and torch.equal(restored[key], weight.half().float()), key
+        assert main(["train", "--resume-from", str(state), "--out", str(tmp_path / state.stem), "--max-steps", "5",
+                     "--no-progress"]) == 0  # fmt: skip
 
 
 def test_resuming_from_8_bit_moments_follows_the_exact_resume_closely(tmp_path):

@@ -148,3 +148,21 @@ def test_metric_series_put_validation_rows_at_the_molecules_seen_by_their_step()
     assert data["val/elbo"] == [(25600.0, -30.5), (38400.0, -29.0)]
     assert data["val/fcd"] == [(25600.0, 9.0)]
     assert data["train/molecules"][0] == (12800.0, 12800.0)
+
+
+def test_the_curve_table_averages_each_quantity_over_windows_of_molecules_seen():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "plot_training.py"
+    spec = importlib.util.spec_from_file_location("plot_training", path)
+    plot_training = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_training)
+    text = ("step,train/molecules,train/lr,val/elbo,val/fcd\n49,500,0.001,,\n50,,,-30.0,9.0\n99,900,0.001,,\n"
+            "100,,,-28.0,\n149,1500,0.0005,,\n150,,,-25.0,7.0\n")  # fmt: skip
+    rows = plot_training.window_means(text, 1000)
+    assert [start for start, _ in rows] == [0, 1000]
+    assert rows[0][1] == {"val/elbo": 29.0, "val/fcd": 9.0, "train/lr": 0.001}  # -ELBO: the mean of 30 and 28
+    assert rows[1][1] == {"val/elbo": 25.0, "val/fcd": 7.0, "train/lr": 0.0005}
+    lines = plot_training.table(text, 1000).splitlines()
+    assert len(lines) == 3 and lines[1].split()[:3] == ["0.00-0.00", "29", "9"]

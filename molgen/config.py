@@ -62,6 +62,7 @@ class OptimConfig:
     cooldown_from_molecules: int | None = None  # the lr starts falling here; None: constant lr
     cooldown_molecules: int = 3_000_000  # length of the fall (1 - sqrt shape); lr_final after it
     lr_final: float = 1e-4
+    warmup_molecules: int = 0  # the lr ramps up linearly over each stretch's first N molecules (a resume with a larger batch); 0 = off
 
 
 @dataclass
@@ -102,6 +103,7 @@ class TrainerConfig:
     fcd_samples: int = 2000  # molecules sampled at every validation for val/fcd; 0 = off
     fcd_reference: str | None = None  # SMILES file whose ChemNet statistics val/fcd is against; None: the validation set
     early_stopping_patience: int = 0  # stop after this many validations without a better val/elbo; 0 = off
+    diag_every: int = 1  # collapse diagnostics and val/fcd at every N-th validation of a stretch (its first included)
 
 
 @dataclass
@@ -145,7 +147,7 @@ class TrainConfig:
             "optim.lr": self.optim.lr, "data.batch_size": self.data.batch_size,
             "data.bucket_batches": self.data.bucket_batches, "data.diag_molecules": self.data.diag_molecules,
             "trainer.val_every_steps": self.trainer.val_every_steps, "trainer.num_nodes": self.trainer.num_nodes,
-            "trainer.log_every_n_steps": self.trainer.log_every_n_steps,
+            "trainer.log_every_n_steps": self.trainer.log_every_n_steps, "trainer.diag_every": self.trainer.diag_every,
         }  # fmt: skip
         for key, value in positive.items():
             if value <= 0:
@@ -156,7 +158,8 @@ class TrainConfig:
             "objective.kl_target": self.objective.kl_target,
             "objective.free_bits": self.objective.free_bits, "objective.usage_bonus": self.objective.usage_bonus,
             "objective.restart_every_steps": self.objective.restart_every_steps, "optim.weight_decay": self.optim.weight_decay,
-            "optim.grad_clip": self.optim.grad_clip, "data.val_size": self.data.val_size,
+            "optim.grad_clip": self.optim.grad_clip, "optim.warmup_molecules": self.optim.warmup_molecules,
+            "data.val_size": self.data.val_size,
             "trainer.fcd_samples": self.trainer.fcd_samples,
             "data.num_workers": self.data.num_workers,
             "trainer.early_stopping_patience": self.trainer.early_stopping_patience,

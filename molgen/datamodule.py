@@ -1,8 +1,11 @@
-"""LightningDataModule over cached token tensors, with length-bucketed batches sharded per rank."""
+"""LightningDataModule over cached token tensors, with length-bucketed batches sharded per rank.
+
+The loaders yield only molecule indices (``IndexBatch``); ``on_after_batch_transfer`` gathers the
+padded tokens from a ``TokenTable`` held on the training device, so a GPU step needs no host padding.
+"""
 from __future__ import annotations
 
-import functools
-from typing import Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -11,22 +14,34 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from molgen.config import DataConfig
 from molgen.errors import MolgenError
-from molgen.padding import pad_ids, pad_molecules
+from molgen.padding import TokenTable, pad_molecules
 from molgen.token_cache import TokenizedSet, load_tokenized, subset
 from molgen.tokenizer import SelfiesTokenizer
 
 
-class TokenDataset(Dataset):
-    """Molecule i of a TokenizedSet as an int array (ids then <eos>)."""
+class IndexBatch(NamedTuple):
+    """A batch before the gather: which molecules of which set (the index is moved to the device by
+    Lightning), and the batch's longest length."""
 
-    def __init__(self, data: TokenizedSet) -> None:
-        self.data = data
+    index: torch.Tensor
+    width: int
+    split: str  # "train" or "val"
+
+
+class _Indices(Dataset):
+    """range(n) as a Dataset: the batch sampler chooses the molecules, the collate only records them."""
+
+    def __init__(self, lengths: np.ndarray, split: str) -> None:
+        self.lengths, self.split = lengths, split
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.lengths)
 
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.data.get(i)
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, index: list[int]) -> IndexBatch:
+        return IndexBatch(torch.tensor(index, dtype=torch.long), int(self.lengths[index].max()), self.split)
 
 
 class EpochShuffle(Sampler[int]):
@@ -122,6 +137,7 @@ class MoleculeDataModule(pl.LightningDataModule):
         self.batch_size, self.seed, self.bucket_batches = batch_size, seed, bucket_batches
         self.diag_molecules, self.num_workers, self.pad_id = diag_molecules, num_workers, pad_id
         self._resume_at: tuple[int, int] | None = None
+        self._tables: dict[str, TokenTable] = {}
 
     @classmethod
     def from_config(
@@ -152,22 +168,39 @@ class MoleculeDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
-    def _loader(self, data: TokenizedSet, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         world, rank = self._world()
+        shuffle = split == "train"
+        lengths = self._set(split).lengths
         sampler = BucketBatchSampler(
-            data.lengths, self.batch_size, self.seed, shuffle, self.bucket_batches, world, rank, even=shuffle
+            lengths, self.batch_size, self.seed, shuffle, self.bucket_batches, world, rank, even=shuffle
         )
+        indices = _Indices(lengths, split)
         return DataLoader(
-            TokenDataset(data),
+            indices,
             batch_sampler=sampler,
-            collate_fn=functools.partial(pad_ids, pad_id=self.pad_id),
+            collate_fn=indices.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
+    def _set(self, split: str) -> TokenizedSet:
+        return self.train_set if split == "train" else self.val_set
+
+    def _table(self, split: str) -> TokenTable:
+        if split not in self._tables:
+            self._tables[split] = TokenTable(self._set(split), self.pad_id)
+        return self._tables[split]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """An IndexBatch on the device becomes (tokens LongTensor[B, width], lengths LongTensor[B])."""
+        if not isinstance(batch, IndexBatch):
+            return batch
+        return self._table(batch.split).batch(batch.index, batch.width)
+
     def train_dataloader(self) -> DataLoader:
         """Shuffled, length-bucketed training batches (this rank's shard)."""
-        loader = self._loader(self.train_set, shuffle=True)
+        loader = self._loader("train")
         loader.batch_sampler.skip, self._resume_at = self._resume_at, None
         return loader
 
@@ -191,7 +224,7 @@ class MoleculeDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches sorted by length (this rank's shard)."""
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader("val")
 
     def diagnostic_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``diag_molecules`` validation molecules sorted by length (the same on every rank)."""

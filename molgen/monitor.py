@@ -62,11 +62,13 @@ def sample_fcd(model: Any, tokenizer: SelfiesTokenizer, n: int, reference: tuple
 
 
 class SampleFCD(Callback):
-    """Log ``val/fcd`` (and ``val/sample_valid``, ``val/fcd_seconds``) of ``n`` sampled molecules at every validation."""
+    """Log ``val/fcd`` (and ``val/sample_valid``, ``val/fcd_seconds``) of ``n`` sampled molecules at
+    every ``every``-th validation of the stretch (its first and its last included)."""
 
     def __init__(self, n: int, tokenizer: SelfiesTokenizer, reference: str | os.PathLike | None,
-                 validation_smiles: Sequence[str]) -> None:  # fmt: skip
-        self.n, self.tokenizer = n, tokenizer
+                 validation_smiles: Sequence[str], every: int = 1) -> None:  # fmt: skip
+        self.n, self.tokenizer, self.every = n, tokenizer, every
+        self.validations = 0
         self.reference_path = Path(reference) if reference is not None else None
         self.validation_smiles = list(validation_smiles)
         self.reference: tuple[np.ndarray, np.ndarray] | None = None
@@ -74,6 +76,10 @@ class SampleFCD(Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
+            return
+        due = self.validations % self.every == 0 or trainer.should_stop
+        self.validations += 1
+        if not due:
             return
         start = time.perf_counter()
         if self.reference is None:

@@ -274,6 +274,7 @@ def _train(config: TrainConfig, resume: bool, callbacks: list[Callback] | None, 
         config.to_dict()["optim"],
         seed=tc.seed,
     )
+    module.diag_every = tc.diag_every
     if base is not None and start_from is None:
         module.model.load_state_dict(base.model.state_dict())
 
@@ -299,7 +300,7 @@ def _train(config: TrainConfig, resume: bool, callbacks: list[Callback] | None, 
     if tc.early_stopping_patience > 0:
         cbs.append(EarlyStopping(monitor="val/elbo", mode="max", patience=tc.early_stopping_patience))
     if tc.fcd_samples > 0:
-        cbs.append(SampleFCD(tc.fcd_samples, tokenizer, tc.fcd_reference, dm.val_set.smiles or []))
+        cbs.append(SampleFCD(tc.fcd_samples, tokenizer, tc.fcd_reference, dm.val_set.smiles or [], tc.diag_every))
     if tc.progress_bar:
         cbs.append(TQDMProgressBar(refresh_rate=10))
     trainer = pl.Trainer(

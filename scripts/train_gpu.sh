@@ -29,9 +29,15 @@
 #   ACCEL       --accelerator                   (gpu)
 #   PRECISION   --precision                     (bf16-mixed; if training fails before its first
 #                                                checkpoint, it is retried once with 32-true)
-#   BATCH       --batch-size                    (512)
+#   BATCH       --batch-size                    (4096; the schedules below count molecules, so they hold at any batch)
+#   LR          --lr, the peak learning rate    (unset: the state's; a cooled state trains at its optim.lr_final,
+#                                                and "--set optim.cooldown_from_molecules=null" re-warms it to LR)
+#   WARMUP_MOLECULES   the lr ramps up over this stretch's first N molecules (500000): a larger batch
+#                      than the state's meets Adam moments of the smaller one
 #   THREADS     --threads                       (8)
-#   VAL_EVERY   --val-every                     (1000)
+#   VAL_EVERY_MOLECULES  validate + checkpoint every N molecules (2000000; --val-every N / BATCH steps)
+#   RESTART_EVERY_MOLECULES  dead-component check every N molecules (12800, as 50 steps of 256)
+#   DIAG_EVERY  collapse diagnostics and val/fcd at every N-th validation (2; the first and last always)
 #   MAX_STEPS   --max-steps                     (-1: wall-clock limit only)
 #   MAX_TIME    --max-time DD:HH:MM:SS          (default: computed, DEADLINE_S - seconds spent so far - RESERVE_S)
 #   DEADLINE_S  seconds after this script starts by which everything should be done (540)
@@ -52,9 +58,16 @@ WHEELS=${WHEELS:-.gpu/wheels}
 PY=${PY:-python3}
 ACCEL=${ACCEL:-gpu}
 PRECISION=${PRECISION:-bf16-mixed}
-BATCH=${BATCH:-512}
+BATCH=${BATCH:-4096}
+LR=${LR:-}
+WARMUP_MOLECULES=${WARMUP_MOLECULES:-500000}
 THREADS=${THREADS:-8}
-VAL_EVERY=${VAL_EVERY:-1000}
+VAL_EVERY_MOLECULES=${VAL_EVERY_MOLECULES:-2000000}
+RESTART_EVERY_MOLECULES=${RESTART_EVERY_MOLECULES:-12800}
+DIAG_EVERY=${DIAG_EVERY:-2}
+steps_for() { local s=$(( $1 / BATCH )); [ "$s" -lt 1 ] && s=1; echo "$s"; }  # molecules -> steps, at least 1
+VAL_EVERY=$(steps_for "$VAL_EVERY_MOLECULES")
+RESTART_EVERY=$(steps_for "$RESTART_EVERY_MOLECULES")
 MAX_STEPS=${MAX_STEPS:--1}
 DEADLINE_S=${DEADLINE_S:-540}
 RESERVE_S=${RESERVE_S:-45}
@@ -104,13 +117,16 @@ train() {  # $1 precision, $2 run folder
         max_time=$(dhms "$left")
     fi
     hard=$((HARD_S - spent)); [ "$hard" -lt 30 ] && hard=30
-    local from=()
+    local from=() lr=()
     [ -f "$STATE" ] && from=(--resume-from "$STATE")
+    [ -n "$LR" ] && lr=(--lr "$LR")
     stage "molgen train ${from[*]} --precision $1 --max-time $max_time (SIGINT after ${hard}s) --out $2"
     # shellcheck disable=SC2086
     timeout -s INT -k 60 "$hard" "$PY" -m molgen train "${from[@]}" --data "$DATA" --out "$2" \
         --accelerator "$ACCEL" --precision "$1" --max-time "$max_time" --max-steps "$MAX_STEPS" \
-        --val-every "$VAL_EVERY" --batch-size "$BATCH" --seed 0 --threads "$THREADS" --no-progress $EXTRA_ARGS
+        --val-every "$VAL_EVERY" --batch-size "$BATCH" "${lr[@]}" --seed 0 --threads "$THREADS" --no-progress \
+        --set optim.warmup_molecules="$WARMUP_MOLECULES" --set objective.restart_every_steps="$RESTART_EVERY" \
+        --set trainer.diag_every="$DIAG_EVERY" $EXTRA_ARGS
 }
 train "$PRECISION" "$RUN"; rc=$?
 stage "training exited with $rc"

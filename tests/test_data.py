@@ -184,3 +184,32 @@ def test_padding_right_pads_each_molecule_in_the_order_asked(small_csv, tmp_path
     assert from_lists.tolist() == [[5, 6, 2], [2, 0, 0]] and list_lengths.tolist() == [3, 1]
     empty, no_lengths = pad_ids([])
     assert empty.shape == (0, 0) and no_lengths.shape == (0,)
+
+
+def test_the_token_table_gathers_the_batches_that_padding_builds(small_csv, tmp_path):
+    from molgen.datamodule import IndexBatch, MoleculeDataModule
+    from molgen.padding import TokenTable, pad_molecules
+    from molgen.token_cache import subset
+
+    _, data = load_tokenized(small_csv, cache_dir=tmp_path)
+    table = TokenTable(data, pad_id=0)
+    index = [3, 1, 1, 0]
+    width = int(data.lengths[index].max())
+    tokens, lengths = table.batch(torch.tensor(index), width)
+    expected_tokens, expected_lengths = pad_molecules(data, index)
+    assert tokens.dtype == lengths.dtype == torch.long
+    assert torch.equal(tokens, expected_tokens) and torch.equal(lengths, expected_lengths)
+    tail = subset(data, [4, 2])  # a subset's ids start at its own first molecule
+    assert torch.equal(TokenTable(tail).batch(torch.tensor([1, 0]), 99)[0], pad_molecules(tail, [1, 0])[0])
+
+    dm = MoleculeDataModule(subset(data, [0, 1, 2]), subset(data, [3, 4]), batch_size=2)
+    seen = []
+    for split, loader in (("train", dm.train_dataloader()), ("val", dm.val_dataloader())):
+        source = dm.train_set if split == "train" else dm.val_set
+        for batch in loader:  # the loader yields indices only; the hook after the transfer gathers
+            assert isinstance(batch, IndexBatch) and batch.split == split
+            tokens, lengths = dm.on_after_batch_transfer(batch, 0)
+            assert torch.equal(tokens, pad_molecules(source, batch.index.tolist())[0])
+            seen += [(split, i) for i in batch.index.tolist()]
+    assert sorted(seen) == [("train", 0), ("train", 1), ("train", 2), ("val", 0), ("val", 1)]
+    assert dm.on_after_batch_transfer((tokens, lengths), 0) == (tokens, lengths)  # batches already built pass

@@ -594,3 +594,12 @@ def test_encoder_final_states_equal_packed_gru_with_gradients(layers):
     for a, b in zip(grad_got, grad_expected):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     assert grad_got[0][1, 3:].abs().max() == 0  # padding gets no gradient
+
+
+def test_trim_cuts_to_the_longest_length_on_the_cpu_and_waits_for_no_accelerator():
+    from molgen.model.vae import trim
+
+    tokens, lengths = torch.ones(2, 9, dtype=torch.long), torch.tensor([3, 5])
+    assert trim(tokens, lengths).shape == (2, 5)
+    on_device = lengths.to("meta")  # reading a device tensor's max would synchronise: the padding is kept
+    assert trim(tokens.to("meta"), on_device).shape == (2, 9)

@@ -270,6 +270,21 @@ def test_every_validation_logs_the_fcd_of_sampled_molecules(tmp_path):
     assert summary["val"]["fcd"] == pytest.approx(float(rows[-1]["val/fcd"]))
 
 
+def test_diagnostics_and_fcd_run_at_every_nth_validation_and_at_the_last(tmp_path):
+    import csv
+
+    reference = smiles_file(tmp_path / "reference.csv", 300, start=1000)
+    flags = ["--max-steps", 6, "--val-every", 2, "--set", "trainer.fcd_samples=64", "--set", "trainer.diag_every=3",
+             "--set", f"trainer.fcd_reference={reference}"]  # fmt: skip
+    summary = train(config_for(tmp_path, *flags))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv", encoding="utf-8")))
+    assert [int(r["step"]) for r in rows if r.get("val/elbo")] == [1, 3, 5]  # every validation: the ELBO
+    assert [int(r["step"]) for r in rows if r.get("diag/n_eff")] == [1, 5]  # the first, then the 4th or the last
+    assert [int(r["step"]) for r in rows if r.get("val/fcd")] == [1, 5]
+    last = [r for r in rows if r.get("diag/n_eff")][-1]
+    assert summary["diagnostics"]["n_eff"] == pytest.approx(float(last["diag/n_eff"]))  # the last validation's
+
+
 def test_fcd_of_a_set_against_its_own_statistics_is_zero_and_moses_uses_the_shipped_ones():
     from molgen.metrics.reference import shipped
     from molgen.files import file_sha256
@@ -436,6 +451,17 @@ def test_a_run_resumed_into_its_cooldown_follows_the_schedule_by_molecules_seen(
     assert lr[3] == pytest.approx(1e-3) and lr[4] == pytest.approx(1e-3)  # 48, then 64 molecules before the step
     assert lr[5] == pytest.approx(1e-4 + 9e-4 * (1 - 0.25**0.5))
     assert last["molgen_config"]["optim"]["cooldown_from_molecules"] == 64  # a packed state carries the schedule
+
+
+def test_a_warm_up_ramps_the_learning_rate_over_each_stretchs_first_molecules(tmp_path):
+    # 3 steps of 16, then a resume (a new stretch) with a warm-up over 48 molecules
+    config = config_for(tmp_path, "--max-steps", 3, "--val-every", 3, "--lr", "1e-3")
+    train(config)
+    warm = apply_overrides(config, {"trainer.max_steps": 7, "optim.warmup_molecules": 48})
+    train(warm, resume=True)
+    lr = {step: float(r["train/lr"]) for step, r in _metric_rows(tmp_path / "run").items() if r.get("train/lr")}
+    assert [lr[s] for s in range(3)] == pytest.approx([1e-3] * 3)  # the first stretch had none
+    assert [lr[s] for s in range(3, 7)] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3])  # 16, 32, 48 of 48
 
 
 def test_usage_bonus_weight_falls_linearly_to_zero_over_the_beta_warm_up():

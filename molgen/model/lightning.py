@@ -47,6 +47,9 @@ class VAEModule(pl.LightningModule):
         self._rng_state: torch.Tensor | None = None
         self._val_sums: torch.Tensor | None = None
         self._step_time: float | None = None
+        self._batch_molecules = 0  # the batch of the step being taken
+        self.diag_every = 1  # diagnostics at every N-th validation of this stretch (trainer.diag_every)
+        self._validations = 0  # validations of this stretch, sanity checks excluded
 
     # ------------------------------------------------------------------ training
     def beta_at(self, molecules: int) -> float:
@@ -72,6 +75,14 @@ class VAEModule(pl.LightningModule):
         frac = min(1.0, (molecules - start) / o["cooldown_molecules"])
         return float(o["lr_final"] + (o["lr"] - o["lr_final"]) * (1.0 - math.sqrt(frac)))
 
+    def warmup_factor(self) -> float:
+        """The lr's share during this stretch's warm-up: (molecules this stretch, this step's
+        included) / optim.warmup_molecules, at most 1; 1 when there is none."""
+        warmup = self.optim["warmup_molecules"]
+        if warmup <= 0:
+            return 1.0
+        return min(1.0, (self.molecules_seen + self._batch_molecules) * self.trainer.world_size / warmup)
+
     def _set_lr(self, lr: float) -> None:
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
@@ -88,13 +99,14 @@ class VAEModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         """The learning rate is the config's schedule's, also after a resume (the optimizer state saved the old one)."""
-        self._set_lr(self.lr_at(self.molecules_total))
+        self._set_lr(self.lr_at(self.molecules_total) * self.warmup_factor())
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One step on a (tokens, lengths) batch; logs loss, ELBO/rec/KL (nats/molecule), beta, mol/s."""
         tokens, lengths = batch
         beta = self.beta_at(self.molecules_total)
-        lr = self.lr_at(self.molecules_total)
+        self._batch_molecules = len(lengths)
+        lr = self.lr_at(self.molecules_total) * self.warmup_factor()
         self._set_lr(lr)  # before this step's update, for the molecules seen before it
         self.molecules_seen += len(lengths)
         self.molecules_total += len(lengths) * self.trainer.world_size
@@ -112,7 +124,10 @@ class VAEModule(pl.LightningModule):
             else:
                 self.usage_ema.mul_(USAGE_EMA_DECAY).add_((1 - USAGE_EMA_DECAY) * usage.detach())
             self._last_batch = {"elbo": terms["elbo"].detach().float(), "mu": terms["mu"].float()}
-        if not torch.isfinite(terms["loss"]):
+        # reading the loss waits for the device: on an accelerator only at logging steps (a checkpoint
+        # refuses non-finite weights in between, so the last one written is still a good one)
+        check = self.device.type == "cpu" or self.global_step % self.trainer.log_every_n_steps == 0
+        if check and not torch.isfinite(terms["loss"]):
             raise MolgenError(
                 f"training loss is {terms['loss'].item()} at step {self.global_step}; stopped before the update, "
                 "the last checkpoint is the last good one (lower optim.lr or check the data)"
@@ -191,8 +206,11 @@ class VAEModule(pl.LightningModule):
         self.log("step", float(self.global_step - 1), sync_dist=False)  # the step the validation follows
         self.log("epoch", float(self.current_epoch), sync_dist=False)
         self.log("global_step", float(self.global_step), logger=False)  # names the best checkpoint
-        if self.model.kind == "vae" and not self.trainer.sanity_checking:
-            self._diagnose()
+        if not self.trainer.sanity_checking:
+            due = self._validations % self.diag_every == 0 or self.trainer.should_stop  # the last one too
+            if self.model.kind == "vae" and due:
+                self._diagnose()
+            self._validations += 1
 
     def _diagnose(self) -> None:
         datamodule = self.trainer.datamodule

@@ -81,6 +81,12 @@ def draw_posterior(
     return PosteriorDraws(z, eps, logvar, gaussian_entropy(logvar), prior.joint_log_prob(z))
 
 
+def trim(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``tokens`` cut to the batch's longest length; on an accelerator left as it is, since reading
+    the length would wait for the device every step (the training batches arrive trimmed)."""
+    return tokens[:, : int(lengths.max())] if lengths.device.type == "cpu" else tokens
+
+
 class MoleculeVAE(nn.Module):
     """SELFIES VAE with a learned mixture-of-Gaussians prior (or, with kind="lm", a GRU language model)."""
 
@@ -124,7 +130,7 @@ class MoleculeVAE(nn.Module):
         """q(z|x) parameters (mu[B, D], logvar[B, D]); unchanged by extra right padding."""
         if self.kind != "vae":
             raise ValueError("a language model (kind='lm') has no encoder")
-        return self.encoder(tokens[:, : int(lengths.max())], lengths)
+        return self.encoder(trim(tokens, lengths), lengths)
 
     # ------------------------------------------------------------------ decoder
     def decoder_init(self, z: torch.Tensor | None, batch_size: int) -> torch.Tensor:
@@ -149,7 +155,7 @@ class MoleculeVAE(nn.Module):
         With kind='lm' pass z=None; the result is then the exact log p(x).
         """
         z = self._check_z(z)
-        tokens = tokens[:, : int(lengths.max())]
+        tokens = trim(tokens, lengths)
         batch, length = tokens.shape
         n_samples = z.shape[0] if z is not None and z.dim() == 3 else None
         if n_samples is not None:
@@ -230,7 +236,7 @@ class MoleculeVAE(nn.Module):
     @torch.no_grad()
     def reconstruction_accuracy(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced argmax accuracy with z = mu: (fraction of tokens right [B], all tokens right [B])."""
-        tokens = tokens[:, : int(lengths.max())]
+        tokens = trim(tokens, lengths)
         z = self.encode(tokens, lengths)[0] if self.kind == "vae" else None
         inputs = torch.cat([torch.full_like(tokens[:, :1], self.bos_id), tokens[:, :-1]], dim=1)
         logits, _ = self.decoder(inputs, z, self.decoder.initial_state(z, tokens.shape[0]))

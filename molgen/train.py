@@ -241,6 +241,14 @@ def _train(config: TrainConfig, resume: bool, callbacks: list[Callback] | None, 
     if not resume and last.exists():
         raise MolgenError(f"{out} already holds a run ({last}); use --resume to continue it or choose another --out")
     start_from = last if resume else Path(resume_from) if resume_from is not None else None
+    reference = config.trainer.fcd_reference
+    if config.trainer.fcd_samples > 0 and reference is not None and not Path(reference).is_file():
+        # a state packed on one machine names its paths there; found out at the first validation, the
+        # steps before it would be lost
+        raise MolgenError(
+            f"trainer.fcd_reference {reference} does not exist; give --set trainer.fcd_reference=FILE "
+            "(e.g. data/moses/test.csv.gz) or --set trainer.fcd_samples=0"
+        )
     base = rejects = None
     if config.finetune.init_from is not None:  # the base model's architecture and vocabulary, every molecule readable
         from molgen import finetune

@@ -38,6 +38,8 @@
 #   VAL_EVERY_MOLECULES  validate + checkpoint every N molecules (2000000; --val-every N / BATCH steps)
 #   RESTART_EVERY_MOLECULES  dead-component check every N molecules (12800, as 50 steps of 256)
 #   DIAG_EVERY  collapse diagnostics and val/fcd at every N-th validation (2; the first and last always)
+#   FCD_REFERENCE  what val/fcd is against (data/moses/test.csv.gz; a state names the path of the
+#                  machine that packed it)
 #   MAX_STEPS   --max-steps                     (-1: wall-clock limit only)
 #   MAX_TIME    --max-time DD:HH:MM:SS          (default: computed, DEADLINE_S - seconds spent so far - RESERVE_S)
 #   DEADLINE_S  seconds after this script starts by which everything should be done (540)
@@ -65,6 +67,7 @@ THREADS=${THREADS:-8}
 VAL_EVERY_MOLECULES=${VAL_EVERY_MOLECULES:-2000000}
 RESTART_EVERY_MOLECULES=${RESTART_EVERY_MOLECULES:-12800}
 DIAG_EVERY=${DIAG_EVERY:-2}
+FCD_REFERENCE=${FCD_REFERENCE:-data/moses/test.csv.gz}
 steps_for() { local s=$(( $1 / BATCH )); [ "$s" -lt 1 ] && s=1; echo "$s"; }  # molecules -> steps, at least 1
 VAL_EVERY=$(steps_for "$VAL_EVERY_MOLECULES")
 RESTART_EVERY=$(steps_for "$RESTART_EVERY_MOLECULES")
@@ -126,7 +129,7 @@ train() {  # $1 precision, $2 run folder
         --accelerator "$ACCEL" --precision "$1" --max-time "$max_time" --max-steps "$MAX_STEPS" \
         --val-every "$VAL_EVERY" --batch-size "$BATCH" "${lr[@]}" --seed 0 --threads "$THREADS" --no-progress \
         --set optim.warmup_molecules="$WARMUP_MOLECULES" --set objective.restart_every_steps="$RESTART_EVERY" \
-        --set trainer.diag_every="$DIAG_EVERY" $EXTRA_ARGS
+        --set trainer.diag_every="$DIAG_EVERY" --set trainer.fcd_reference="$FCD_REFERENCE" $EXTRA_ARGS
 }
 train "$PRECISION" "$RUN"; rc=$?
 stage "training exited with $rc"

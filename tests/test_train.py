@@ -270,6 +270,15 @@ def test_every_validation_logs_the_fcd_of_sampled_molecules(tmp_path):
     assert summary["val"]["fcd"] == pytest.approx(float(rows[-1]["val/fcd"]))
 
 
+def test_a_missing_fcd_reference_is_refused_before_any_step(tmp_path):
+    missing = tmp_path / "elsewhere" / "test.csv.gz"  # a state packed on another machine names its path
+    config = config_for(tmp_path, "--max-steps", 2, "--set", "trainer.fcd_samples=8",
+                        "--set", f"trainer.fcd_reference={missing}")  # fmt: skip
+    with pytest.raises(MolgenError, match=r"trainer.fcd_reference .*test.csv.gz does not exist; give --set"):
+        train(config)
+    assert not (tmp_path / "run").exists()
+
+
 def test_diagnostics_and_fcd_run_at_every_nth_validation_and_at_the_last(tmp_path):
     import csv
 

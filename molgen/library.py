@@ -126,16 +126,18 @@ def iter_rows(
     seeds: Sequence[str] | None = None,
     counts: Counts | None = None,
     progress: bool = False,
+    quota: np.ndarray | None = None,
 ) -> Iterator[dict]:
     """The first ``n`` rows (``n`` per seed molecule when ``seeds`` are given) that pass ``filters``.
 
     Row dicts have CSV_COLUMNS (SMILES None when invalid), plus NEAR_COLUMNS with ``seeds``. Raises
-    MolgenError when the batches run out first.
+    MolgenError when the batches run out first. ``quota`` (``n`` per seed) is counted down in
+    place as rows are kept, so that the latent source can stop drawing around seeds that are done.
     """
     if filters.scaffold is not None:
         substructure_query(filters.scaffold)  # a bad pattern fails here, not in a worker
     counts = counts if counts is not None else Counts()
-    quota = np.full(len(seeds) if seeds else 1, n)
+    quota = np.full(len(seeds) if seeds else 1, n) if quota is None else quota
     total, seen = int(quota.sum()), set()
     workers = n_workers()
     pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
@@ -191,6 +193,7 @@ def write_library(
     filters: Filters = Filters(),
     seeds: Sequence[str] | None = None,
     progress: bool = True,
+    quota: np.ndarray | None = None,
 ) -> dict:
     """Stream the rows of ``iter_rows`` to ``path`` (.csv, .smi or .sdf by extension); counts and rate.
 
@@ -201,7 +204,7 @@ def write_library(
     columns = CSV_COLUMNS + (NEAR_COLUMNS if seeds is not None else ())
     counts = Counts()
     with molecule_writer(path, columns) as writer:
-        for row in iter_rows(batches, n, tokenizer, seed, filters, seeds, counts, progress):
+        for row in iter_rows(batches, n, tokenizer, seed, filters, seeds, counts, progress, quota):
             writer.write(row)
     return {"format": fmt[1:], **counts.summary()}
 

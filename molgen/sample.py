@@ -84,20 +84,22 @@ class Generator:
         return self.tokenizer.constraints == "relaxed"
 
     # ------------------------------------------------------------------ sampling
-    def _batches(self, n, batch_size, temperature, mode, component, seed, near, sigma):
-        """(draw budget's batches, seed SMILES or None): latents from the prior, or around ``near``."""
+    def _batches(self, n, budget, batch_size, temperature, mode, component, seed, near, sigma):
+        """(batches of the draw budget, seed SMILES or None, rows wanted per seed or None): latents
+        from the prior, or around ``near`` (``n`` rows each, counted down as they are kept)."""
         if near is None:
             latents = generate.prior_source(self.model, component)
-            return generate.iter_batches(self.model, n, batch_size, temperature, mode, seed, self.precision, latents), None
+            return generate.iter_batches(self.model, budget, batch_size, temperature, mode, seed, self.precision, latents), None, None
         if component is not None:
             raise MolgenError("choose either a mixture component or seed molecules to sample around, not both")
         seeds = [near] if isinstance(near, str) else list(near)
         if not seeds:
             raise MolgenError("no seed molecules to sample around")
         tokens, lengths, canonical = self._tokens(seeds)
-        latents = generate.posterior_source(self.model, tokens, lengths, sigma)
-        batches = generate.iter_batches(self.model, n * len(seeds), batch_size, temperature, mode, seed, self.precision, latents)
-        return batches, canonical
+        wanted = np.full(len(seeds), n)
+        latents = generate.posterior_source(self.model, tokens, lengths, sigma, wanted)
+        batches = generate.iter_batches(self.model, budget * len(seeds), batch_size, temperature, mode, seed, self.precision, latents)
+        return batches, canonical, wanted
 
     def sample(
         self,
@@ -122,8 +124,8 @@ class Generator:
         check_molecule_count(n)
         filters = library.Filters(self.redraws_invalid) if filters is None else filters
         budget = n * (max_attempts_factor if filters.any else 1)
-        batches, seeds = self._batches(budget, batch_size, temperature, mode, component, seed, near, sigma)
-        return list(library.iter_rows(batches, n, self.tokenizer, seed, filters, seeds))
+        batches, seeds, wanted = self._batches(n, budget, batch_size, temperature, mode, component, seed, near, sigma)
+        return list(library.iter_rows(batches, n, self.tokenizer, seed, filters, seeds, quota=wanted))
 
     def write(
         self,
@@ -155,8 +157,8 @@ class Generator:
         valid_only = self.redraws_invalid if valid_only is None else valid_only
         filters = library.Filters(valid_only, unique, scaffold).for_output(path)
         budget = n * (max_attempts_factor if filters.any else 1)
-        batches, seeds = self._batches(budget, batch_size, temperature, mode, component, seed, near, sigma)
-        return library.write_library(path, batches, n, self.tokenizer, seed, filters, seeds, progress)
+        batches, seeds, wanted = self._batches(n, budget, batch_size, temperature, mode, component, seed, near, sigma)
+        return library.write_library(path, batches, n, self.tokenizer, seed, filters, seeds, progress, quota=wanted)
 
     # ------------------------------------------------------------------ latent space
     def _tokens(self, smiles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

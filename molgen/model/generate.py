@@ -131,11 +131,15 @@ def prior_source(model: MoleculeVAE, component: int | None = None) -> LatentSour
 
 
 @torch.inference_mode()
-def posterior_source(model: MoleculeVAE, tokens: torch.Tensor, lengths: torch.Tensor, sigma: float = 1.0) -> LatentSource:
+def posterior_source(
+    model: MoleculeVAE, tokens: torch.Tensor, lengths: torch.Tensor, sigma: float = 1.0, wanted: np.ndarray | None = None
+) -> LatentSource:
     """Latents around seed molecules: z = mu(x) + sigma * std(x) * eps, q(z|x) itself for sigma = 1.
 
-    Rows go to the seeds in turn (row i of every batch to seed i mod S), so each seed gets an
-    equal share of every batch; ``origin`` says which seed a row was drawn around.
+    Rows go to the seeds in turn, so each seed gets an equal share of every batch; ``origin`` says
+    which seed a row was drawn around. ``wanted`` (rows still wanted per seed, counted down by the
+    consumer) limits the turns to the seeds that still want rows: with filters, the draws then go
+    where they are needed instead of to every seed until the last is done.
     """
     if model.kind != "vae":
         raise MolgenError("a language model (kind='lm') has no latent space to sample around a molecule")
@@ -147,7 +151,12 @@ def posterior_source(model: MoleculeVAE, tokens: torch.Tensor, lengths: torch.Te
     state = {"next": 0}
 
     def draw(size: int, generator: torch.Generator):
-        origin = (state["next"] + torch.arange(size)) % len(mu)
+        open_ = np.flatnonzero(wanted > 0) if wanted is not None else np.empty(0, dtype=np.int64)
+        if len(open_) == 0 or len(open_) == len(mu):  # every seed in turn
+            origin = (state["next"] + torch.arange(size)) % len(mu)
+        else:  # the seeds that still want rows in turn, from where the last batch stopped
+            start = int(np.searchsorted(open_, state["next"] % len(mu)))
+            origin = torch.from_numpy(open_[(start + np.arange(size)) % len(open_)])
         state["next"] = int(origin[-1]) + 1
         z = mu[origin] + sigma * std[origin] * torch.randn(size, mu.shape[1], generator=generator)
         return z, model.prior.responsibilities(z).argmax(1), origin

@@ -7,7 +7,7 @@
 # and carry .gpu (ignored by git):
 #     .venv/bin/pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #         --platform manylinux_2_28_x86_64 -d .gpu/wheels rdkit==2026.9.1 selfies==2.2.0
-# 2026-11-26, one H200, defaults: 12,879 steps (6.6 M molecules, 4.2 epochs) in 371 s of training,
+# 2026-11-26, one H200, the defaults of then (batch 512, no KL target): 12,879 steps (6.6 M molecules, 4.2 epochs) in 371 s of training,
 # 17,781 molecules/s; the latent collapsed (val KL 21.3 -> 1.2 nats, exact reconstruction 0) while
 # the ELBO kept improving (-35.8 -> -20.9): long runs need free bits or a KL target (not shipped).
 #
@@ -36,7 +36,8 @@
 #                      than the state's meets Adam moments of the smaller one
 #   THREADS     --threads                       (8)
 #   VAL_EVERY_MOLECULES  validate + checkpoint every N molecules (2000000; --val-every N / BATCH steps)
-#   RESTART_EVERY_MOLECULES  dead-component check every N molecules (12800, as 50 steps of 256)
+#   RESTART_EVERY_MOLECULES  dead-component check every N molecules (409600: 100 steps of 4096; each
+#                            check reads the usage back from the device)
 #   DIAG_EVERY  collapse diagnostics and val/fcd at every N-th validation (2; the first and last always)
 #   FCD_REFERENCE  what val/fcd is against (data/moses/test.csv.gz; a state names the path of the
 #                  machine that packed it)
@@ -50,6 +51,9 @@
 #   EXTRA_ARGS  more `molgen train` arguments, e.g. "--set data.val_size=200" for a tiny smoke test
 #               (the state's learning-rate schedule goes on; after its cool-down it trains at optim.lr_final,
 #               and "--set optim.cooldown_from_molecules=null" re-warms it to optim.lr)
+# The settings this script passes (batch, warm-up, restart and diagnostics intervals) go into the
+# state it packs; a later stretch elsewhere overrides what it needs (a CPU stretch: --batch-size 256
+# --set objective.restart_every_steps=50 --set optim.warmup_molecules=0).
 set -uo pipefail
 
 T0=$(date +%s)
@@ -65,7 +69,7 @@ LR=${LR:-}
 WARMUP_MOLECULES=${WARMUP_MOLECULES:-500000}
 THREADS=${THREADS:-8}
 VAL_EVERY_MOLECULES=${VAL_EVERY_MOLECULES:-2000000}
-RESTART_EVERY_MOLECULES=${RESTART_EVERY_MOLECULES:-12800}
+RESTART_EVERY_MOLECULES=${RESTART_EVERY_MOLECULES:-409600}
 DIAG_EVERY=${DIAG_EVERY:-2}
 FCD_REFERENCE=${FCD_REFERENCE:-data/moses/test.csv.gz}
 steps_for() { local s=$(( $1 / BATCH )); [ "$s" -lt 1 ] && s=1; echo "$s"; }  # molecules -> steps, at least 1

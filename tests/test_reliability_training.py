@@ -226,7 +226,9 @@ class _CorruptWeights(Callback):
 
 def test_non_finite_weights_are_never_written_to_a_checkpoint(tmp_path):
     config = _config(tmp_path, "--max-steps", "20", "--val-every", "2")
-    with pytest.raises(MolgenError, match="is not finite at step 4; checkpoint not written"):
+    # validation finds them first (it checks the weights: on an accelerator the loss is read only at
+    # logging steps); the checkpoint's own refusal is the last line of defence
+    with pytest.raises(MolgenError, match="is not finite at step 4; stopped, the last checkpoint is the last good one"):
         train(config, callbacks=[_CorruptWeights(at_step=4)])
     checkpoints = Path(config.out) / "checkpoints"
     assert _ckpt_step(checkpoints / "last.ckpt") == 2
@@ -252,3 +254,16 @@ def test_same_seed_gives_identical_training_losses(precision, tmp_path):
     assert len(first) == 6
     assert first == again
     assert first != other
+
+
+def test_a_checkpoint_of_non_finite_weights_is_refused_naming_the_weight():
+    from molgen.config import TrainConfig
+    from molgen.model.lightning import VAEModule
+    from molgen.train import model_hparams
+
+    config = TrainConfig().to_dict()
+    module = VAEModule(model_hparams(TrainConfig(), 10, 20), {}, config["objective"], config["optim"])
+    with torch.no_grad():
+        module.model.decoder.out.weight[0, 0] = float("nan")
+    with pytest.raises(MolgenError, match="weight decoder.out.weight is not finite at step 0; checkpoint not written"):
+        module.on_save_checkpoint({})

@@ -124,19 +124,23 @@ class VAEModule(pl.LightningModule):
             else:
                 self.usage_ema.mul_(USAGE_EMA_DECAY).add_((1 - USAGE_EMA_DECAY) * usage.detach())
             self._last_batch = {"elbo": terms["elbo"].detach().float(), "mu": terms["mu"].float()}
-        # reading the loss waits for the device: on an accelerator only at logging steps (a checkpoint
-        # refuses non-finite weights in between, so the last one written is still a good one)
-        check = self.device.type == "cpu" or self.global_step % self.trainer.log_every_n_steps == 0
-        if check and not torch.isfinite(terms["loss"]):
+        # Reading a value of the step (the loss check, a logged metric: Lightning copies a float to the
+        # device and reads the progress-bar ones) waits for the device. On an accelerator that happens
+        # only at the steps Lightning writes to the logs; a checkpoint refuses non-finite weights, and
+        # validation checks them, in between.
+        logged = self._logging_step()
+        if (logged or self.device.type == "cpu") and not torch.isfinite(terms["loss"]):
             raise MolgenError(
                 f"training loss is {terms['loss'].item()} at step {self.global_step}; stopped before the update, "
                 "the last checkpoint is the last good one (lower optim.lr or check the data)"
             )
         now = time.perf_counter()
-        if self._step_time is not None:
-            rate = len(lengths) * self.trainer.world_size / max(now - self._step_time, 1e-9)
-            self.log("train/mol_per_s", rate, on_step=True, on_epoch=False)
+        rate = None if self._step_time is None else len(lengths) * self.trainer.world_size / max(now - self._step_time, 1e-9)
         self._step_time = now
+        if not logged:
+            return loss
+        if rate is not None:
+            self.log("train/mol_per_s", rate, on_step=True, on_epoch=False)
         log = dict(on_step=True, on_epoch=False, batch_size=len(lengths))
         # rows are labelled with the index of the step (Lightning's public "step" metric), also after a resume
         self.log("step", float(self.global_step), **log)
@@ -149,6 +153,11 @@ class VAEModule(pl.LightningModule):
         self.log("train/lr", lr, **log)
         self.log("train/molecules", float(self.molecules_total), **log)
         return loss
+
+    def _logging_step(self) -> bool:
+        """Whether Lightning writes this training step's metrics to the logs (its own rule)."""
+        every = self.trainer.log_every_n_steps
+        return every > 0 and ((self.global_step + 1) % every == 0 or self.trainer.should_stop)
 
     def usage_bonus_at(self, molecules: int) -> float:
         """Weight of the usage-entropy bonus after ``molecules``: usage_bonus, falling linearly to 0 over the beta warm-up."""
@@ -174,6 +183,12 @@ class VAEModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
+        bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:  # on an accelerator the loss is read only at logging steps
+            raise MolgenError(
+                f"weight {bad} is not finite at step {self.global_step}; stopped, the last checkpoint is the "
+                "last good one (lower optim.lr or check the data)"
+            )
         self._val_sums = torch.zeros(len(VAL_KEYS), dtype=torch.float64, device=self.device)
         self._step_time = None
 

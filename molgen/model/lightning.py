@@ -182,8 +182,12 @@ class VAEModule(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.optim["lr"], weight_decay=self.optim["weight_decay"])
 
     # ------------------------------------------------------------------ validation
+    def _non_finite_weight(self) -> str | None:
+        """Name of the first parameter holding a NaN or inf, or None."""
+        return next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+
     def on_validation_epoch_start(self) -> None:
-        bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        bad = self._non_finite_weight()
         if bad is not None:  # on an accelerator the loss is read only at logging steps
             raise MolgenError(
                 f"weight {bad} is not finite at step {self.global_step}; stopped, the last checkpoint is the "
@@ -278,7 +282,7 @@ class VAEModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep the restart count across resumes; refuse to write non-finite weights."""
-        bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        bad = self._non_finite_weight()
         if bad is not None:
             raise MolgenError(f"weight {bad} is not finite at step {self.global_step}; checkpoint not written")
         checkpoint["molgen"] = {"restarts": self.restarts, "version": VERSION, "molecules": self.molecules_total,

@@ -6,9 +6,9 @@ from molgen.sample import DEFAULT_CHECKPOINT, NEAR_CHECKPOINT, Generator
 
 GOLDEN_SEED0 = [  # seed 0, T = 1, fp32, the default decoding (relaxed, invalid draws redrawn): drawn when shipped
     "CCC(=O)Nc1cccc(Oc2cccc3cccnc23)c1",
-    "O=C(Nc1cccnc1-n1cncn1)N1CCCC(c2ccsc2)C1",
+    "O=C(Nc1cccnc1-n1cncn1)N1CCCC(c2ccn[nH]2)C1",
     "COc1ccccc1C(=O)NC1CCN(c2ccccc2Cl)C1=O",
-    "CCCC(C)(C)NC(=O)Nc1ccc(N(C)C)cc1",
+    "CCCC(C)(C)NC(=O)Nc1ccc(N(C)C)cn1",
 ]
 
 

@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--state", type=Path, help="read the metrics from a packed training state instead")
     parser.add_argument("--table", type=float, metavar="N", help="print window means per N molecules instead of drawing")
     args = parser.parse_args()
+    if args.state is not None and args.out is None:  # with --state the one positional is the figure
+        args.out, args.metrics = args.metrics, None
     if args.out is None and args.table is None:
         parser.error("give the figure to write, or --table N")
     if args.state is not None:

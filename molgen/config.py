@@ -32,6 +32,7 @@ class ModelConfig:
     latent_dim: int = 64
     n_components: int = 10
     word_dropout: float = 0.0
+    mu_batchnorm: float = 0.0  # BN-VAE: > 0 batch-normalises the posterior means to this fixed scale (Zhu et al. 2020); 0 = off
     max_len: int | None = None  # token cap incl. <eos>; None: the longest training molecule
 
 
@@ -43,6 +44,9 @@ class ObjectiveConfig:
     beta: float = 1.0
     beta_start: float = 0.0
     beta_warmup_molecules: int = 768_000  # molecules, not steps: the schedule survives a change of batch size
+    beta_cycle_molecules: int = 0  # > 0: cyclical annealing (Fu et al. 2019) in cycles this long instead of the warm-up
+    beta_cycles: int = 4  # cycles before beta stays at objective.beta
+    beta_cycle_ramp: float = 0.5  # fraction of each cycle spent rising from beta_start to beta
     free_bits: float = 0.0  # nats per latent dimension (batch level); 0 = off
     kl_target: float = 12.0  # nats per molecule: below it the batch KL stops pulling the encoder to the prior; 0 = off
     restart_dead_components: bool = True  # the switch for all of mixture-collapse prevention (--no-restart)
@@ -155,6 +159,7 @@ class TrainConfig:
         non_negative = {
             "objective.beta": self.objective.beta, "objective.beta_start": self.objective.beta_start,
             "objective.beta_warmup_molecules": self.objective.beta_warmup_molecules,
+            "objective.beta_cycle_molecules": self.objective.beta_cycle_molecules,
             "objective.kl_target": self.objective.kl_target,
             "objective.free_bits": self.objective.free_bits, "objective.usage_bonus": self.objective.usage_bonus,
             "objective.restart_every_steps": self.objective.restart_every_steps, "optim.weight_decay": self.optim.weight_decay,
@@ -181,6 +186,12 @@ class TrainConfig:
             raise MolgenError(f"config data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
         if self.finetune.eval_samples == 1:
             raise MolgenError("config finetune.eval_samples must be 0 (no comparison) or at least 2, got 1")
+        if self.objective.beta_cycle_molecules > 0 and self.objective.beta_cycles < 1:
+            raise MolgenError(f"config objective.beta_cycles must be >= 1 with cyclical annealing, got {self.objective.beta_cycles}")
+        if not 0 < self.objective.beta_cycle_ramp <= 1:
+            raise MolgenError(f"config objective.beta_cycle_ramp must be in (0, 1], got {self.objective.beta_cycle_ramp}")
+        if self.model.mu_batchnorm < 0:
+            raise MolgenError(f"config model.mu_batchnorm must be >= 0 (0 = off), got {self.model.mu_batchnorm}")
         if not 0 <= self.model.word_dropout < 1:
             raise MolgenError(f"config model.word_dropout must be in [0, 1), got {self.model.word_dropout}")
         if self.model.max_len is not None and self.model.max_len < 2:

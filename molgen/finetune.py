@@ -36,7 +36,7 @@ FINGERPRINT_BITS = 2048
 FINGERPRINT_RADIUS = 2
 REFIT_MAX_DRAWS = 50_000
 ARCHITECTURE_KEYS = ("kind", "emb_dim", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers", "latent_dim",
-                     "n_components", "word_dropout", "max_len")  # fmt: skip
+                     "n_components", "word_dropout", "mu_batchnorm", "max_len")  # fmt: skip
 COMPARED = ("valid", "unique", "fcd_to_set", "nn_tanimoto_to_set", "novelty_vs_set", "novelty_vs_base_train")
 
 

@@ -197,6 +197,7 @@ def model_hparams(config: TrainConfig, vocab_size: int, max_len: int) -> dict:
         vocab_size=vocab_size, pad_id=0, bos_id=1, eos_id=2, max_len=max_len, emb_dim=m.emb_dim,
         enc_hidden=m.enc_hidden, enc_layers=m.enc_layers, dec_hidden=m.dec_hidden, dec_layers=m.dec_layers,
         latent_dim=m.latent_dim, n_components=m.n_components, word_dropout=m.word_dropout, kind=m.kind,
+        mu_batchnorm=m.mu_batchnorm,
     )  # fmt: skip
 
 

@@ -143,6 +143,42 @@ def test_word_dropout_acts_only_in_training_mode(tok):
         torch.testing.assert_close(model.log_px_z(tokens, lengths, z), expected, rtol=0, atol=1e-5)
 
 
+def test_bn_vae_means_spread_by_the_fixed_scale_in_training_and_use_running_statistics_in_eval(tok):
+    gamma = 0.5
+    model = make_model(tok, mu_batchnorm=gamma)
+    tokens, lengths = make_batch(tok)
+    with torch.no_grad():
+        model.encoder.mu_shift.fill_(0.25)
+        model.encoder.head[-1].weight.mul_(100)  # raw means spread far beyond BatchNorm's eps (1e-5)
+        model.train()
+        for _ in range(50):  # running statistics converge to this batch's
+            mu, logvar = model.encode(tokens, lengths)
+        # per dimension: mean = the learned shift, (biased) standard deviation = gamma, whatever the raw head gives
+        torch.testing.assert_close(mu.mean(0), torch.full((SIZES["latent_dim"],), 0.25), rtol=0, atol=1e-5)
+        torch.testing.assert_close(mu.std(0, unbiased=False), torch.full((SIZES["latent_dim"],), gamma), rtol=1e-3, atol=1e-4)
+        model.eval()
+        one = model.encode(*make_batch(tok, SMALL_SMILES[2:3]))[0]  # eval mode: no dependence on the batch
+        every = model.encode(tokens, lengths)[0]
+        torch.testing.assert_close(one[0], every[2], rtol=0, atol=1e-5)
+        n = len(lengths)  # the running variance is the unbiased one: eval means spread by gamma * sqrt((n-1)/n)
+        torch.testing.assert_close(every.std(0, unbiased=False), torch.full((SIZES["latent_dim"],), gamma * ((n - 1) / n) ** 0.5),
+                                   rtol=1e-2, atol=1e-3)  # fmt: skip
+    assert make_model(tok).encoder.mu_batchnorm == 0 and not hasattr(make_model(tok).encoder, "mu_norm")
+
+
+def test_a_bn_vae_model_file_keeps_its_normalisation(tok, tmp_path):
+    model = make_model(tok, mu_batchnorm=0.7)
+    tokens, lengths = make_batch(tok)
+    model.train()
+    with torch.no_grad():
+        model.encode(tokens, lengths)  # moves the running statistics off their initial values
+    model.eval()
+    save_model(tmp_path / "bn.pt", model, tok)
+    loaded, _ = load_model(tmp_path / "bn.pt")
+    assert loaded.hparams_dict["mu_batchnorm"] == 0.7 and loaded.encoder.mu_norm.num_batches_tracked == 1
+    torch.testing.assert_close(loaded.encode(tokens, lengths)[0], model.encode(tokens, lengths)[0])
+
+
 @pytest.mark.parametrize("kind", ["vae", "lm"])
 def test_no_plain_relu_anywhere_in_the_model(tok, kind):
     model = make_model(tok, kind=kind)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -484,6 +485,49 @@ def test_usage_bonus_weight_falls_linearly_to_zero_over_the_beta_warm_up():
 
     assert [at(0.4, 1000, m) for m in (0, 250, 500, 1000, 5000)] == pytest.approx([0.4, 0.3, 0.2, 0.0, 0.0])
     assert at(0.4, 0, 0) == 0.0 and at(0.0, 1000, 0) == 0.0  # no warm-up, or no bonus: no bonus
+
+
+def test_cyclical_beta_rises_over_each_cycles_ramp_then_holds_and_stays_at_beta_after_the_last_cycle():
+    from types import SimpleNamespace
+
+    from molgen.model.lightning import OBJECTIVE_DEFAULTS, VAEModule
+
+    def at(molecules, **objective):
+        base = {**OBJECTIVE_DEFAULTS, "beta": 1.0, "beta_start": 0.0, "beta_warmup_molecules": 800}
+        return VAEModule.beta_at(SimpleNamespace(objective={**base, **objective}), molecules)
+
+    cyclical = dict(beta_cycle_molecules=1000, beta_cycles=2, beta_cycle_ramp=0.5)
+    assert [at(m, **cyclical) for m in (0, 250, 500, 999, 1000, 1250, 1750, 2000, 10_000)] == pytest.approx(
+        [0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0, 1.0, 1.0])  # fmt: skip
+    assert at(250, **cyclical, beta_start=0.2, beta=0.6) == pytest.approx(0.4)
+    assert at(500, beta_cycle_ramp=1.0, beta_cycle_molecules=1000) == pytest.approx(0.5)
+    # off (the default): the linear warm-up, and no warm-up at all with 0 molecules
+    assert [at(m) for m in (0, 400, 800, 5000)] == pytest.approx([0.0, 0.5, 1.0, 1.0])
+    assert at(0, beta_warmup_molecules=0) == 1.0
+
+
+def test_a_bn_vae_run_with_cyclical_beta_logs_the_cycles_and_writes_a_model_that_reloads_with_its_normalisation(tmp_path):
+    # cycles of 32 molecules (batches of 16) rising over their first half, two of them, then beta = 1
+    config = config_for(tmp_path, "--max-steps", 6, "--val-every", 6, "--set", "model.mu_batchnorm=0.5",
+                        "--set", "objective.beta_cycle_molecules=32", "--set", "objective.beta_cycles=2",
+                        "--set", "objective.beta_cycle_ramp=0.5")  # fmt: skip
+    train(config)
+    beta = [float(r["train/beta"]) for _, r in sorted(_metric_rows(tmp_path / "run").items())]
+    assert beta == pytest.approx([0.0, 1.0, 0.0, 1.0, 1.0, 1.0])  # 0, 16, 32, 48, 64, 80 molecules before the step
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    assert model.hparams_dict["mu_batchnorm"] == 0.5 and int(model.encoder.mu_norm.num_batches_tracked) >= 6
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model.mu_batchnorm", -0.5, "model.mu_batchnorm must be >= 0"),
+    ("objective.beta_cycle_molecules", -1, "objective.beta_cycle_molecules must be >= 0"),
+    ("objective.beta_cycle_ramp", 0.0, "objective.beta_cycle_ramp must be in (0, 1]"),
+])  # fmt: skip
+def test_bn_vae_and_cyclical_beta_settings_are_checked(key, value, message):
+    with pytest.raises(MolgenError, match=re.escape(message)):
+        apply_overrides(TrainConfig(), {key: value}).validate()
+    with pytest.raises(MolgenError, match=re.escape("objective.beta_cycles must be >= 1")):
+        apply_overrides(TrainConfig(), {"objective.beta_cycle_molecules": 100, "objective.beta_cycles": 0}).validate()
 
 
 class _RecordStepLoss(Callback):

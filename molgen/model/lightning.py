@@ -18,7 +18,7 @@ from molgen.model.vae import MoleculeVAE
 VAL_KEYS = ("elbo", "rec", "kl", "tokens", "token_acc", "exact", "n")
 OPTIM_DEFAULTS = {f.name: f.default for f in dataclasses.fields(OptimConfig)}  # checkpoints of older runs lack newer keys
 OBJECTIVE_DEFAULTS = {"restart_every_steps": 0, "restart_mode": "poor", "mixture_weights": "learned", "usage_bonus": 0.0,
-                      "kl_target": 0.0}
+                      "kl_target": 0.0, "beta_cycle_molecules": 0, "beta_cycles": 4, "beta_cycle_ramp": 0.5}
 USAGE_EMA_DECAY = 0.9  # the usage estimate behind in-training restarts averages about the last 10 batches
 
 
@@ -53,15 +53,26 @@ class VAEModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ training
     def beta_at(self, molecules: int) -> float:
-        """KL weight after ``molecules`` training molecules: linear warm-up from beta_start to beta.
+        """KL weight after ``molecules`` training molecules: a linear warm-up from beta_start to beta,
+        or with ``beta_cycle_molecules`` > 0 cyclical annealing (Fu et al. 2019): ``beta_cycles``
+        cycles, each rising linearly over its first ``beta_cycle_ramp`` fraction and then held at
+        beta, and beta after the last cycle.
 
         Schedules count molecules, not steps, so a run resumed with another batch size (a GPU
         stretch after a CPU one) keeps its schedule."""
         o = self.objective
-        if o["beta_warmup_molecules"] <= 0:
-            return float(o["beta"])
-        frac = min(1.0, molecules / o["beta_warmup_molecules"])
-        return float(o["beta_start"] + frac * (o["beta"] - o["beta_start"]))
+        start, end = float(o["beta_start"]), float(o["beta"])
+        cycle = o["beta_cycle_molecules"]
+        if cycle > 0:
+            if molecules >= o["beta_cycles"] * cycle:
+                return end
+            ramp = o["beta_cycle_ramp"] * cycle
+            frac = min(1.0, (molecules % cycle) / ramp)
+        elif o["beta_warmup_molecules"] > 0:
+            frac = min(1.0, molecules / o["beta_warmup_molecules"])
+        else:
+            return end
+        return start + frac * (end - start)
 
     def lr_at(self, molecules: int) -> float:
         """Learning rate after ``molecules``: optim.lr, then from cooldown_from_molecules a fall to

@@ -106,6 +106,7 @@ class MoleculeVAE(nn.Module):
         n_components: int = 10,
         word_dropout: float = 0.0,
         kind: str = "vae",
+        mu_batchnorm: float = 0.0,
     ) -> None:
         super().__init__()
         if kind not in KINDS:
@@ -114,14 +115,14 @@ class MoleculeVAE(nn.Module):
             vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id, max_len=max_len,
             emb_dim=emb_dim, enc_hidden=enc_hidden, enc_layers=enc_layers, dec_hidden=dec_hidden,
             dec_layers=dec_layers, latent_dim=latent_dim, n_components=n_components,
-            word_dropout=word_dropout, kind=kind,
+            word_dropout=word_dropout, kind=kind, mu_batchnorm=mu_batchnorm,
         )  # fmt: skip
         self.kind = kind
         self.pad_id, self.bos_id, self.eos_id, self.max_len = pad_id, bos_id, eos_id, max_len
         self.latent_dim = latent_dim if kind == "vae" else 0
         self.word_dropout = word_dropout
         if kind == "vae":
-            self.encoder = GRUEncoder(vocab_size, pad_id, emb_dim, enc_hidden, enc_layers, latent_dim)
+            self.encoder = GRUEncoder(vocab_size, pad_id, emb_dim, enc_hidden, enc_layers, latent_dim, mu_batchnorm)
             self.prior = MixturePrior(latent_dim, n_components)
         self.decoder = GRUDecoder(vocab_size, pad_id, emb_dim, dec_hidden, dec_layers, self.latent_dim)
 

@@ -13,16 +13,30 @@ LOGVAR_RANGE = (-6.0, 2.0)
 class GRUEncoder(nn.Module):
     """Maps token ids [B, L] (right-padded, no <bos>) and lengths [B] to mu, logvar [B, D]."""
 
-    def __init__(self, vocab_size: int, pad_id: int, emb_dim: int, hidden: int, layers: int, latent_dim: int) -> None:
+    def __init__(
+        self, vocab_size: int, pad_id: int, emb_dim: int, hidden: int, layers: int, latent_dim: int, mu_batchnorm: float = 0.0
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
         self.gru = nn.GRU(emb_dim, hidden, num_layers=layers, batch_first=True, bidirectional=True)
         self.head = nn.Sequential(nn.Linear(2 * hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, 2 * latent_dim))
+        self.mu_batchnorm = mu_batchnorm
+        if mu_batchnorm > 0:  # BN-VAE (Zhu et al. 2020): normalised means, a fixed scale and a learned shift
+            self.mu_norm = nn.BatchNorm1d(latent_dim, affine=False)
+            self.mu_shift = nn.Parameter(torch.zeros(latent_dim))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar), each [B, D] float32; logvar clamped to [-6, 2]."""
+        """(mu, logvar), each [B, D] float32; logvar clamped to [-6, 2].
+
+        With ``mu_batchnorm`` = gamma > 0 each dimension of mu is batch-normalised (batch statistics
+        in training, running ones in eval mode), scaled by the fixed gamma and shifted by a learned
+        offset, so the means of a batch always spread by gamma per dimension: against N(0, I) the
+        expected KL is then at least D * gamma^2 / 2 and cannot vanish (Zhu et al. 2020). Against a
+        learned mixture the prior can narrow to meet them, so there it is a pressure, not a bound."""
         features = final_states(self.gru, self.embed(tokens), lengths)
         mu, logvar = self.head(features).float().chunk(2, dim=-1)
+        if self.mu_batchnorm > 0:
+            mu = self.mu_batchnorm * self.mu_norm(mu) + self.mu_shift
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
 

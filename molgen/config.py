@@ -47,6 +47,7 @@ class ObjectiveConfig:
     beta_cycle_molecules: int = 0  # > 0: cyclical annealing (Fu et al. 2019) in cycles this long instead of the warm-up
     beta_cycles: int = 4  # cycles before beta stays at objective.beta
     beta_cycle_ramp: float = 0.5  # fraction of each cycle spent rising from beta_start to beta
+    ae_warmup_molecules: int = 0  # > 0: autoencoder warm start (Li et al. 2019): beta = 0 this long, then the decoder is re-initialised and the beta schedule starts
     free_bits: float = 0.0  # nats per latent dimension (batch level); 0 = off
     kl_target: float = 12.0  # nats per molecule: below it the batch KL stops pulling the encoder to the prior; 0 = off
     restart_dead_components: bool = True  # the switch for all of mixture-collapse prevention (--no-restart)
@@ -160,6 +161,7 @@ class TrainConfig:
             "objective.beta": self.objective.beta, "objective.beta_start": self.objective.beta_start,
             "objective.beta_warmup_molecules": self.objective.beta_warmup_molecules,
             "objective.beta_cycle_molecules": self.objective.beta_cycle_molecules,
+            "objective.ae_warmup_molecules": self.objective.ae_warmup_molecules,
             "objective.kl_target": self.objective.kl_target,
             "objective.free_bits": self.objective.free_bits, "objective.usage_bonus": self.objective.usage_bonus,
             "objective.restart_every_steps": self.objective.restart_every_steps, "optim.weight_decay": self.optim.weight_decay,

@@ -335,6 +335,11 @@ def _train(config: TrainConfig, resume: bool, callbacks: list[Callback] | None, 
     )
     start = time.perf_counter()
     start_step = int(state.get("global_step", 0)) if state is not None else 0
+    if start_from is not None and 0 <= tc.max_steps <= start_step:
+        raise MolgenError(
+            f"{resume_from or start_from}: the run is at step {start_step} already; --max-steps {tc.max_steps} "
+            "leaves nothing to train (raise it, or -1 for no limit)"
+        )
     history = state.get(METRICS_KEY) if state is not None else None
     del state
     if trainer.is_global_zero:

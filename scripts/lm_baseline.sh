@@ -49,8 +49,8 @@ tail -n +2 "$HISTORY" | while IFS=, read -r step _ _ _ _ _ commit; do
   if [ -f "$LM/checkpoints/last.ckpt" ]; then
     [ "$(step_of "$LM/checkpoints/last.ckpt")" -gt "$step" ] && { echo "$LM is past step $step; no snapshot there"; continue; }
     from=(--resume)
-  elif [ "$lm_state_step" -gt "$step" ]; then
-    echo "step $step is before $LM_STATE (step $lm_state_step): its figures are in $LM_HISTORY"; continue
+  elif [ "$lm_state_step" -ge "$step" ]; then
+    echo "step $step is not after $LM_STATE (step $lm_state_step): its figures are in $LM_HISTORY"; continue
   elif [ "$lm_state_step" -ge 0 ]; then
     from=(--resume-from "$LM_STATE")
   else

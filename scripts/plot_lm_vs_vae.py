@@ -77,7 +77,7 @@ def write_lm_history(path: Path, points: list[dict]) -> None:
     """Write the LM's points as ``lm_history.csv`` (molecules as integers, figures rounded as reported)."""
     digits = {"nll": 2, "se": 2, "fcd": 3, "valid_raw": 3}
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(LM_HISTORY_FIELDS)
         for p in points:
             writer.writerow([p["step"], f"{p['molecules']:.0f}"] + [f"{p[k]:.{digits[k]}f}" for k in LM_HISTORY_FIELDS[2:]])

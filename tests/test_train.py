@@ -168,6 +168,19 @@ class _CrashAt(Callback):
             raise RuntimeError("simulated crash")
 
 
+def test_a_resume_with_max_steps_already_reached_fails_naming_the_step(tmp_path, capsys):
+    config = config_for(tmp_path, "--max-steps", 2, "--val-every", 2)
+    train(config)
+    with pytest.raises(MolgenError, match=re.escape("the run is at step 2 already; --max-steps 2 leaves nothing to train")):
+        train(config, resume=True)
+    run = tmp_path / "run"
+    argv = ["train", "--resume-from", str(run / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "more"),
+            "--max-steps", "1", "--no-progress", "--threads", "1"]  # fmt: skip
+    assert main(argv) == 2
+    assert "at step 2 already; --max-steps 1" in capsys.readouterr().err
+    assert not (tmp_path / "more").exists()  # refused before the run folder is made
+
+
 def test_resume_after_a_crash_reaches_the_same_global_step(tmp_path):
     config = config_for(tmp_path, "--max-steps", 10, "--val-every", 4)
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -518,10 +531,75 @@ def test_a_bn_vae_run_with_cyclical_beta_logs_the_cycles_and_writes_a_model_that
     assert model.hparams_dict["mu_batchnorm"] == 0.5 and int(model.encoder.mu_norm.num_batches_tracked) >= 6
 
 
+def test_the_autoencoder_warm_start_holds_beta_at_zero_then_starts_the_schedule_after_it():
+    from types import SimpleNamespace
+
+    from molgen.model.lightning import OBJECTIVE_DEFAULTS, VAEModule
+
+    def at(molecules, **objective):
+        base = {**OBJECTIVE_DEFAULTS, "beta": 1.0, "beta_start": 0.0, "beta_warmup_molecules": 800, "ae_warmup_molecules": 500}
+        return VAEModule.beta_at(SimpleNamespace(objective={**base, **objective}), molecules)
+
+    assert [at(m) for m in (0, 499, 500, 900, 1300, 5000)] == pytest.approx([0.0, 0.0, 0.0, 0.5, 1.0, 1.0])
+    assert at(499, beta_start=0.3) == 0.0 and at(500, beta_start=0.3) == pytest.approx(0.3)
+    cyclical = dict(beta_cycle_molecules=1000, beta_cycles=2, beta_cycle_ramp=0.5)
+    assert [at(m, **cyclical) for m in (250, 750, 1500, 1750, 2500)] == pytest.approx([0.0, 0.5, 0.0, 0.5, 1.0])
+
+
+def test_the_autoencoder_warm_start_re_initialises_the_decoder_once_with_a_fresh_optimizer_state(tmp_path):
+    from molgen.nn.decoder import GRUDecoder
+
+    class Record(Callback):
+        def __init__(self) -> None:
+            self.decoder: dict[int, dict[str, torch.Tensor]] = {}
+            self.flag: dict[int, bool] = {}
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            step = trainer.global_step - 1
+            self.decoder[step] = {k: v.detach().clone() for k, v in pl_module.model.decoder.state_dict().items()}
+            self.flag[step] = pl_module.decoder_restarted
+            self.module = pl_module
+
+    record = Record()
+    # batches of 16: beta 0 for the first 32 molecules (steps 0 and 1), then a fresh decoder and beta 1
+    flags = ["--max-steps", 4, "--val-every", 4, "--set", "objective.ae_warmup_molecules=32",
+             "--set", "objective.beta_warmup_molecules=0", "--set", "objective.restart_every_steps=0"]  # fmt: skip
+    train(config_for(tmp_path, *flags), callbacks=[record])
+    beta = [float(r["train/beta"]) for _, r in sorted(_metric_rows(tmp_path / "run").items())]
+    assert beta == [0.0, 0.0, 1.0, 1.0]
+    assert [record.flag[s] for s in range(4)] == [False, False, True, True]
+    old = record.module.model.decoder
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(record.module.hparams.seed * 1_000_003 + 17)
+        fresh = GRUDecoder(old.embed.num_embeddings, old.embed.padding_idx, old.embed.embedding_dim, old.hidden,
+                           old.layers, old.latent_dim).state_dict()  # fmt: skip
+    lr = record.module.optim["lr"]
+
+    def furthest(step: int) -> float:
+        return max(float((record.decoder[step][k] - fresh[k]).abs().max()) for k in fresh)
+
+    # one AdamW step from a fresh state moves each weight by at most lr; the first decoder is another draw
+    assert furthest(2) <= lr * 1.001 and furthest(1) > 10 * lr
+    assert furthest(3) <= 2 * lr * 1.001  # and it is not re-initialised again
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["molgen"]["decoder_restarted"] is True
+
+
+def test_a_checkpoint_without_the_warm_start_flag_never_re_initialises_its_decoder():
+    from molgen.model.lightning import VAEModule
+
+    module = VAEModule.__new__(VAEModule)
+    module.on_load_checkpoint({"molgen": {"molecules": 10}})
+    assert module.decoder_restarted is True and module.molecules_total == 10
+    module.on_load_checkpoint({"molgen": {"molecules": 10, "decoder_restarted": False}})
+    assert module.decoder_restarted is False
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("model.mu_batchnorm", -0.5, "model.mu_batchnorm must be >= 0"),
     ("objective.beta_cycle_molecules", -1, "objective.beta_cycle_molecules must be >= 0"),
     ("objective.beta_cycle_ramp", 0.0, "objective.beta_cycle_ramp must be in (0, 1]"),
+    ("objective.ae_warmup_molecules", -1, "objective.ae_warmup_molecules must be >= 0"),
 ])  # fmt: skip
 def test_bn_vae_and_cyclical_beta_settings_are_checked(key, value, message):
     with pytest.raises(MolgenError, match=re.escape(message)):

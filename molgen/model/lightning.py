@@ -18,7 +18,8 @@ from molgen.model.vae import MoleculeVAE
 VAL_KEYS = ("elbo", "rec", "kl", "tokens", "token_acc", "exact", "n")
 OPTIM_DEFAULTS = {f.name: f.default for f in dataclasses.fields(OptimConfig)}  # checkpoints of older runs lack newer keys
 OBJECTIVE_DEFAULTS = {"restart_every_steps": 0, "restart_mode": "poor", "mixture_weights": "learned", "usage_bonus": 0.0,
-                      "kl_target": 0.0, "beta_cycle_molecules": 0, "beta_cycles": 4, "beta_cycle_ramp": 0.5}
+                      "kl_target": 0.0, "beta_cycle_molecules": 0, "beta_cycles": 4, "beta_cycle_ramp": 0.5,
+                      "ae_warmup_molecules": 0}
 USAGE_EMA_DECAY = 0.9  # the usage estimate behind in-training restarts averages about the last 10 batches
 
 
@@ -42,6 +43,7 @@ class VAEModule(pl.LightningModule):
         self.last_val: dict = {}
         self.last_diagnostics: dict = {}
         self.restarts = 0
+        self.decoder_restarted = False  # the autoencoder warm start's decoder re-initialisation has happened
         self.molecules_seen = 0  # on this rank, in this process
         self.molecules_total = 0  # over all ranks and all stretches of the run (kept in checkpoints)
         self._rng_state: torch.Tensor | None = None
@@ -56,12 +58,16 @@ class VAEModule(pl.LightningModule):
         """KL weight after ``molecules`` training molecules: a linear warm-up from beta_start to beta,
         or with ``beta_cycle_molecules`` > 0 cyclical annealing (Fu et al. 2019): ``beta_cycles``
         cycles, each rising linearly over its first ``beta_cycle_ramp`` fraction and then held at
-        beta, and beta after the last cycle.
+        beta, and beta after the last cycle. With ``ae_warmup_molecules`` > 0 (autoencoder warm
+        start, Li et al. 2019) beta is 0 for that many molecules and the schedule starts after them.
 
         Schedules count molecules, not steps, so a run resumed with another batch size (a GPU
         stretch after a CPU one) keeps its schedule."""
         o = self.objective
         start, end = float(o["beta_start"]), float(o["beta"])
+        if molecules < o["ae_warmup_molecules"]:
+            return 0.0
+        molecules -= o["ae_warmup_molecules"]
         cycle = o["beta_cycle_molecules"]
         if cycle > 0:
             if molecules >= o["beta_cycles"] * cycle:
@@ -115,6 +121,8 @@ class VAEModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One step on a (tokens, lengths) batch; logs loss, ELBO/rec/KL (nats/molecule), beta, mol/s."""
         tokens, lengths = batch
+        if self._autoencoder_phase_ended():
+            self._restart_decoder()
         beta = self.beta_at(self.molecules_total)
         self._batch_molecules = len(lengths)
         lr = self.lr_at(self.molecules_total) * self.warmup_factor()
@@ -169,6 +177,28 @@ class VAEModule(pl.LightningModule):
         """Whether Lightning writes this training step's metrics to the logs (its own rule)."""
         every = self.trainer.log_every_n_steps
         return every > 0 and ((self.global_step + 1) % every == 0 or self.trainer.should_stop)
+
+    def _autoencoder_phase_ended(self) -> bool:
+        """Whether the autoencoder warm start is over and its decoder not yet re-initialised."""
+        ae = self.objective["ae_warmup_molecules"]
+        return self.model.kind == "vae" and ae > 0 and not self.decoder_restarted and self.molecules_total >= ae
+
+    def _restart_decoder(self) -> None:
+        """End the autoencoder warm start as Li et al. (2019) do: the encoder trained without the KL
+        keeps its weights and the decoder starts afresh, so that it learns to read z rather than
+        keeping what it learned of the data without one. Every rank draws the same weights (a fixed
+        seed, outside the training stream); the decoder's optimizer state is dropped with them."""
+        decoder = self.model.decoder
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.hparams.seed * 1_000_003 + 17)
+            for module in decoder.modules():
+                if module is not decoder and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        optimizer = self.trainer.optimizers[0] if self.trainer.optimizers else None
+        if optimizer is not None:
+            for param in decoder.parameters():
+                optimizer.state.pop(param, None)  # AdamW starts a fresh state (step 0) for it
+        self.decoder_restarted = True
 
     def usage_bonus_at(self, molecules: int) -> float:
         """Weight of the usage-entropy bonus after ``molecules``: usage_bonus, falling linearly to 0 over the beta warm-up."""
@@ -297,10 +327,12 @@ class VAEModule(pl.LightningModule):
         if bad is not None:
             raise MolgenError(f"weight {bad} is not finite at step {self.global_step}; checkpoint not written")
         checkpoint["molgen"] = {"restarts": self.restarts, "version": VERSION, "molecules": self.molecules_total,
-                                "rng_state": torch.get_rng_state()}  # fmt: skip
+                                "rng_state": torch.get_rng_state(), "decoder_restarted": self.decoder_restarted}  # fmt: skip
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("molgen", {})
         self.restarts = int(state.get("restarts", 0))
         self.molecules_total = int(state.get("molecules", 0))
         self._rng_state = state.get("rng_state")
+        # a run that predates the option has no warm start to end
+        self.decoder_restarted = bool(state.get("decoder_restarted", True))

@@ -201,6 +201,16 @@ def model_hparams(config: TrainConfig, vocab_size: int, max_len: int) -> dict:
     )  # fmt: skip
 
 
+def sync_batchnorm(config: TrainConfig) -> bool:
+    """Whether BN-VAE's batch statistics are taken over the whole batch of all ranks (SyncBatchNorm):
+    for a GPU run on several devices. torch's SyncBatchNorm has no CPU kernel, so CPU ranks normalise
+    their own share of the batch."""
+    tc = config.trainer
+    gpu = tc.accelerator in ("gpu", "cuda") or (tc.accelerator == "auto" and torch.cuda.is_available())
+    several = tc.num_nodes > 1 or tc.devices not in (1, "1", [0])
+    return config.model.mu_batchnorm > 0 and gpu and several
+
+
 def seconds(dhms: str) -> int:
     """``DD:HH:MM:SS`` -> seconds."""
     days, hours, minutes, secs = (int(x) for x in dhms.split(":"))
@@ -324,6 +334,7 @@ def _train(config: TrainConfig, resume: bool, callbacks: list[Callback] | None, 
         check_val_every_n_epoch=None,
         log_every_n_steps=tc.log_every_n_steps,
         gradient_clip_val=config.optim.grad_clip or None,
+        sync_batchnorm=sync_batchnorm(config),
         logger=_loggers(out) if is_rank_zero() else False,
         callbacks=cbs,
         enable_progress_bar=tc.progress_bar,

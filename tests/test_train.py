@@ -386,25 +386,52 @@ def test_uniform_mixing_weights_stay_uniform_and_untrained(tmp_path):
 
 @pytest.mark.slow
 def test_two_process_cpu_ddp_fit_on_tiny_data(tmp_path):
+    # with BN-VAE, whose batch statistics must be those of the whole batch over the ranks
     config = config_for(tmp_path, "--max-steps", 4, "--val-every", 2, "--devices", 2, "--strategy", "ddp",
-                        "--accelerator", "cpu")  # fmt: skip
+                        "--accelerator", "cpu", "--set", "model.mu_batchnorm=0.5")  # fmt: skip
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(f"""
         import json, sys
         sys.path.insert(0, {str(ROOT)!r})
+        from pytorch_lightning import Callback
         from molgen.config import from_dict, TrainConfig
         from molgen.train import train
+
+        class Norm(Callback):
+            def on_train_start(self, trainer, pl_module):
+                print("NORM", type(pl_module.model.encoder.mu_norm).__name__)
+
         config = from_dict(TrainConfig, json.loads({json.dumps(json.dumps(config.to_dict()))}))
-        summary = train(config)
+        summary = train(config, callbacks=[Norm()])
         print("RANK_DONE", summary["world_size"], summary["global_step"])
     """))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     done = [line for line in result.stdout.splitlines() if line.startswith("RANK_DONE")]
     assert done and all(line == "RANK_DONE 2 4" for line in done)
+    # torch's SyncBatchNorm has no CPU kernel: CPU ranks normalise their own share (GPUs synchronise)
+    assert [line for line in result.stdout.splitlines() if line.startswith("NORM")] == ["NORM BatchNorm1d"] * 2
+    model, _ = load_model(tmp_path / "run" / "model.pt")  # the synchronised layer saves as the plain one
+    assert type(model.encoder.mu_norm).__name__ == "BatchNorm1d" and int(model.encoder.mu_norm.num_batches_tracked) == 4
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_step"] == 4
     assert ckpt_step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 4
+
+
+@pytest.mark.parametrize("flags, cuda, expected", [
+    (["--accelerator", "gpu", "--devices", "2"], False, True),
+    (["--accelerator", "auto", "--devices", "4"], True, True),
+    (["--accelerator", "auto", "--devices", "4"], False, False),  # auto without a GPU: CPU ranks
+    (["--accelerator", "gpu", "--devices", "1"], True, False),  # one device: nothing to synchronise
+    (["--accelerator", "cpu", "--devices", "2"], True, False),
+])  # fmt: skip
+def test_bn_vae_synchronises_its_batch_statistics_only_over_several_gpus(tmp_path, monkeypatch, flags, cuda, expected):
+    from molgen.train import sync_batchnorm
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    config = config_for(tmp_path, *flags, "--set", "model.mu_batchnorm=0.5")
+    assert sync_batchnorm(config) is expected
+    assert sync_batchnorm(config_for(tmp_path / "off", *flags)) is False  # no BN-VAE, no batch norm
 
 
 # ----------------------------------------------------------------------------- objective options

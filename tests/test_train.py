@@ -391,26 +391,29 @@ def test_two_process_cpu_ddp_fit_on_tiny_data(tmp_path):
                         "--accelerator", "cpu", "--set", "model.mu_batchnorm=0.5")  # fmt: skip
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(f"""
-        import json, sys
+        import json, os, sys
         sys.path.insert(0, {str(ROOT)!r})
         from pytorch_lightning import Callback
         from molgen.config import from_dict, TrainConfig
         from molgen.train import train
 
+        # one file per rank: the ranks share stdout, and their prints interleave
         class Norm(Callback):
             def on_train_start(self, trainer, pl_module):
-                print("NORM", type(pl_module.model.encoder.mu_norm).__name__)
+                with open(f"norm{{trainer.global_rank}}.txt", "w") as f:
+                    f.write(type(pl_module.model.encoder.mu_norm).__name__)
 
         config = from_dict(TrainConfig, json.loads({json.dumps(json.dumps(config.to_dict()))}))
         summary = train(config, callbacks=[Norm()])
-        print("RANK_DONE", summary["world_size"], summary["global_step"])
+        with open(f"done{{os.getpid()}}.txt", "w") as f:
+            f.write(f"{{summary['world_size']}} {{summary['global_step']}}")
     """))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    done = [line for line in result.stdout.splitlines() if line.startswith("RANK_DONE")]
-    assert done and all(line == "RANK_DONE 2 4" for line in done)
+    done = [path.read_text() for path in tmp_path.glob("done*.txt")]
+    assert len(done) == 2 and set(done) == {"2 4"}
     # torch's SyncBatchNorm has no CPU kernel: CPU ranks normalise their own share (GPUs synchronise)
-    assert [line for line in result.stdout.splitlines() if line.startswith("NORM")] == ["NORM BatchNorm1d"] * 2
+    assert [(tmp_path / f"norm{rank}.txt").read_text() for rank in (0, 1)] == ["BatchNorm1d"] * 2
     model, _ = load_model(tmp_path / "run" / "model.pt")  # the synchronised layer saves as the plain one
     assert type(model.encoder.mu_norm).__name__ == "BatchNorm1d" and int(model.encoder.mu_norm.num_batches_tracked) == 4
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -15,9 +15,14 @@
 #   bn_vae        posterior means batch-normalised, scale 0.5   model.mu_batchnorm=0.5
 #   cyclical      4 cycles of MOLECULES/5, rising over half each objective.beta_cycle_molecules
 #   ae_warm       beta = 0 for MOLECULES/10, then a fresh decoder objective.ae_warmup_molecules
+# and, not a defence but the mixture-collapse ablation beside the default (not in the default list,
+# never the choice; compare its N_eff, dead components and I(x;k) with kl_target's):
+#   no_restart    the default without the dead-component restarts  --no-restart
 # Resumable: a setting whose score file exists is skipped, a run folder with last.ckpt goes on (so
 # one OUT holds one budget: use another OUT for another MOLECULES). On 2 CPU cores at ~1,200 mol/s a
-# setting of 3 M molecules trains in ~42 min; on a GPU pass EXTRA="--accelerator gpu --precision
+# setting of 3 M molecules trains in ~42 min (AMD Zen 4: ~600 mol/s). Two runs side by side, one
+# thread each (THREADS=1, SETTINGS split between them, the same OUT) train more molecules per
+# CPU-second than one at 2 threads; on a GPU pass EXTRA="--accelerator gpu --precision
 # bf16-mixed" (and BATCH: every setting gets the same one, the schedules count molecules).
 # Environment: DATA, TEST, MOLECULES (3,000,000), BATCH (256), SEED (0), N (10,000 samples),
 # N_EVAL (200), K_EVAL (1000), THREADS (2), EXTRA (more `molgen train` flags: tiny settings for a
@@ -48,7 +53,8 @@ flags_for() {
     bn_vae) echo "--set objective.kl_target=0 --set model.mu_batchnorm=0.5" ;;
     cyclical) echo "--set objective.kl_target=0 --set objective.beta_cycle_molecules=$(( MOLECULES / 5 ))" ;;
     ae_warm) echo "--set objective.kl_target=0 --set objective.ae_warmup_molecules=$(( MOLECULES / 10 ))" ;;
-    *) echo "unknown setting $1 (known: plain kl_target free_bits word_dropout bn_vae cyclical ae_warm)" >&2; return 2 ;;
+    no_restart) echo "--no-restart" ;;
+    *) echo "unknown setting $1 (known: plain kl_target free_bits word_dropout bn_vae cyclical ae_warm no_restart)" >&2; return 2 ;;
   esac
 }
 step_of() { "$PY" -c "import torch,sys; print(torch.load(sys.argv[1], weights_only=True)['global_step'])" "$1"; }
@@ -71,10 +77,10 @@ for name in $SETTINGS; do
     $MOLGEN train "${from[@]}" --out "$run" --max-steps "$STEPS" --batch-size "$BATCH" --threads "$THREADS" \
       --no-progress --set trainer.fcd_reference="$TEST" $flags $EXTRA < /dev/null
   fi
-  $MOLGEN evaluate --model "$run/model.pt" --data "$TEST" --on-invalid skip --n "$N_EVAL" --k "$K_EVAL" \
+  OMP_NUM_THREADS=$THREADS $MOLGEN evaluate --model "$run/model.pt" --data "$TEST" --on-invalid skip --n "$N_EVAL" --k "$K_EVAL" \
     --out "$run/eval.json"
-  $MOLGEN sample --model "$run/model.pt" -n "$N" --seed 0 --constraints relaxed --out "$run/samples.csv" \
+  $MOLGEN sample --model "$run/model.pt" -n "$N" --seed 0 --constraints relaxed --threads "$THREADS" --out "$run/samples.csv" \
     | tee "$run/sample.json"  # its summary: the raw relaxed validity
-  $MOLGEN score "$run/samples.csv" --n "$N" --out "$run/score.json"
+  OMP_NUM_THREADS=$THREADS $MOLGEN score "$run/samples.csv" --n "$N" --out "$run/score.json"
 done
 $PY scripts/defences_table.py "$OUT" --molecules "$MOLECULES" | tee "$OUT/table.md"

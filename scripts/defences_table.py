@@ -4,8 +4,8 @@
 
 Reads each setting's eval.json (`molgen evaluate`), score.json (`molgen score`), sample.json (the
 sampler's summary) and the last val/exact of its metrics.csv. The choice is the lowest −IWAE among
-the settings whose KL is at least --min-kl nats (10): an ELBO or NLL bought by a collapsed latent
-does not count.
+the defences whose KL is at least --min-kl nats (10): an ELBO or NLL bought by a collapsed latent
+does not count. Other folders (the no_restart ablation) are listed but never chosen.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import csv
 import json
 import math
 from pathlib import Path
+
+DEFENCES = ("plain", "kl_target", "free_bits", "word_dropout", "bn_vae", "cyclical", "ae_warm")
 
 
 def last_value(metrics: Path, key: str) -> float:
@@ -37,25 +39,27 @@ def setting_row(run: Path) -> dict | None:
         "iwae": lik["iwae_nll"]["nats_per_molecule"], "se": lik["iwae_nll"]["se"], "k": lik["k"], "kl": lik["kl"],
         "active": diag.get("active_units", math.nan), "dims": diag.get("latent_dim", math.nan),
         "mi": diag.get("mutual_info", math.nan), "n_eff": diag.get("n_eff", math.nan),
+        "dead": diag.get("n_dead", math.nan), "mi_k": diag.get("mi_x_k", math.nan),
         "exact": last_value(run / "metrics.csv", "val/exact"),
         "fcd": score.get("FCD/Test", math.nan), "valid_raw": sample.get("valid_fraction", math.nan),
     }  # fmt: skip
 
 
 def choose(rows: list[dict], min_kl: float) -> str | None:
-    """The setting with the lowest −IWAE among those with KL >= min_kl."""
-    kept = [r for r in rows if r["kl"] >= min_kl]
+    """The defence with the lowest −IWAE among those with KL >= min_kl."""
+    kept = [r for r in rows if r["kl"] >= min_kl and r["setting"] in DEFENCES]
     return min(kept, key=lambda r: r["iwae"])["setting"] if kept else None
 
 
 def table(rows: list[dict], chosen: str | None) -> str:
     """The rows as a markdown table, the chosen setting in bold."""
-    lines = ["| setting | −IWAE-K (nats) | KL | active units | I(x;z) | N_eff | val exact | FCD/Test | raw relaxed validity |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| setting | −IWAE-K (nats) | KL | active units | I(x;z) | N_eff | dead components | I(x;k) | val exact | FCD/Test | raw relaxed validity |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         name = f"**{r['setting']}**" if r["setting"] == chosen else r["setting"]
         lines.append(f"| {name} | {r['iwae']:.2f} ± {r['se']:.2f} (K = {r['k']}) | {r['kl']:.2f} | {r['active']}/{r['dims']} | "
-                     f"{r['mi']:.2f} | {r['n_eff']:.2f} | {r['exact']:.3f} | {r['fcd']:.3f} | {r['valid_raw']:.3f} |")  # fmt: skip
+                     f"{r['mi']:.2f} | {r['n_eff']:.2f} | {r['dead']} | {r['mi_k']:.2f} | {r['exact']:.3f} | {r['fcd']:.3f} | "
+                     f"{r['valid_raw']:.3f} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -731,3 +731,28 @@ def test_max_time_with_resume_is_a_budget_per_stretch(tmp_path):
     assert main(["train", "--out", str(run), "--resume", "--max-steps", "6", "--max-time", "00:00:10:00", "--no-progress"]) == 0
     assert ckpt_step(last) == 6
 
+
+
+def test_the_defences_table_chooses_the_lowest_iwae_defence_that_keeps_the_latent(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("defences_table", ROOT / "scripts" / "defences_table.py")
+    defences_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(defences_table)
+    # (setting, -IWAE, KL): plain is best by NLL but collapsed; no_restart is an ablation, never chosen
+    for name, iwae, kl in [("plain", 20.0, 2.0), ("kl_target", 21.0, 12.0), ("bn_vae", 20.5, 11.0), ("no_restart", 19.0, 12.0)]:
+        run = tmp_path / name
+        run.mkdir()
+        diagnostics = {"active_units": 9, "latent_dim": 64, "mutual_info": 3.0, "n_eff": 8.5, "n_dead": 1, "mi_x_k": 1.2}
+        likelihood = {"iwae_nll": {"nats_per_molecule": iwae, "se": 0.3}, "k": 1000, "kl": kl}
+        (run / "eval.json").write_text(json.dumps({"likelihood": likelihood, "diagnostics": diagnostics}))
+        (run / "score.json").write_text(json.dumps({"FCD/Test": 1.5}))
+        (run / "sample.json").write_text(json.dumps({"valid_fraction": 0.9}))
+        (run / "metrics.csv").write_text("step,val/exact\n10,0.05\n20,\n")
+    (tmp_path / "free_bits").mkdir()  # not measured yet: no row
+    rows = [row for run in sorted(tmp_path.iterdir()) if (row := defences_table.setting_row(run))]
+    assert [r["setting"] for r in rows] == ["bn_vae", "kl_target", "no_restart", "plain"]
+    assert defences_table.choose(rows, 10.0) == "bn_vae"
+    assert defences_table.choose(rows, 15.0) is None
+    lines = defences_table.table(rows, "bn_vae").splitlines()
+    assert lines[2] == "| **bn_vae** | 20.50 ± 0.30 (K = 1000) | 11.00 | 9/64 | 3.00 | 8.50 | 1 | 1.20 | 0.050 | 1.500 | 0.900 |"

@@ -19,6 +19,11 @@ beside it (a sixth with that file's weights in float16):
 - with ``half_weights``, the weights the state keeps itself are stored as float16 too (a state
   committed between ships). Weights from a float16 source resume as the rounded values: a relative
   change of at most 2⁻¹¹ (0.05 %), about the size of one AdamW step at lr 1e-4 on this model's weights;
+- with ``moments=False`` the AdamW moments are left out altogether (a quarter of the size again):
+  the next stretch starts them afresh, as AdamW does at a run's start, under a learning-rate
+  warm-up (``optim.warmup_molecules``, set to ``FRESH_MOMENTS_WARMUP`` in the state's config
+  when the run had none). m averages over ~10 steps and v over ~1,000, so they are rebuilt early
+  in a stretch; a state that must continue bit for bit keeps them;
 - the machine-specific parts (callback states holding this machine's paths) are dropped.
 
 ``read_checkpoint`` reads any of these back as a full Lightning checkpoint (older states with
@@ -47,6 +52,7 @@ DROPPED = ("callbacks",)  # ModelCheckpoint states: paths on the machine that wr
 BLOCK = 64  # values per quantisation block
 MODULE_PREFIX = "model."  # the Lightning module's name for the model whose weights a model file holds
 MOMENTS = ("exp_avg", "exp_avg_sq")  # AdamW's m and v
+FRESH_MOMENTS_WARMUP = 100_000  # molecules of lr warm-up for a stretch that starts without moments
 
 
 def quantize(tensor: torch.Tensor, mode: str) -> dict:
@@ -205,22 +211,33 @@ def pack_state(
     metrics: str | os.PathLike | None = None,
     weights_from: str | os.PathLike | None = None,
     half_weights: bool = False,
+    moments: bool = True,
 ) -> dict:
     """Write the compact travelling state of ``checkpoint`` to ``dest`` (atomically), with the run's
     ``metrics.csv`` text inside when given (the curves travel with the run). With ``weights_from``, a
     model file in ``dest``'s folder exported from this checkpoint, the weights it holds unchanged
     (or rounded to its float16) are left out (the prior it refitted stays in). With
-    ``half_weights`` the float32 weights kept in the state are stored as float16. Return the state's summary."""
+    ``half_weights`` the float32 weights kept in the state are stored as float16. With
+    ``moments=False`` the optimizer's moments are left out and the state's config gets an lr
+    warm-up if it has none. Return the state's summary."""
     data = read_checkpoint(checkpoint)
     if metrics is not None:
         data[METRICS_KEY] = Path(metrics).read_text(encoding="utf-8")
     for key in DROPPED:
         data.pop(key, None)
-    for optimizer in data["optimizer_states"]:
-        for param_state in optimizer.get("state", {}).values():
-            if all(isinstance(param_state.get(key), torch.Tensor) for key in MOMENTS):
-                param_state.update(pack_moments(param_state["exp_avg"], param_state["exp_avg_sq"]))
-    packing: dict = {"moments": f"8-bit, blocks of {BLOCK}: v in log space, m as m/sqrt(v)"}
+    if moments:
+        for optimizer in data["optimizer_states"]:
+            for param_state in optimizer.get("state", {}).values():
+                if all(isinstance(param_state.get(key), torch.Tensor) for key in MOMENTS):
+                    param_state.update(pack_moments(param_state["exp_avg"], param_state["exp_avg_sq"]))
+        packing: dict = {"moments": f"8-bit, blocks of {BLOCK}: v in log space, m as m/sqrt(v)"}
+    else:
+        for optimizer in data["optimizer_states"]:
+            optimizer["state"] = {}  # AdamW starts afresh (its per-parameter step count too)
+        optim = (data.get(CONFIG_KEY) or {}).get("optim")
+        if isinstance(optim, dict) and not optim.get("warmup_molecules"):
+            optim["warmup_molecules"] = FRESH_MOMENTS_WARMUP
+        packing = {"moments": "none: AdamW starts afresh under the config's lr warm-up (optim.warmup_molecules)"}
     if weights_from is not None:
         model_path = Path(weights_from)
         if model_path.resolve().parent != Path(dest).resolve().parent:
@@ -248,4 +265,5 @@ def pack_state(
         "molecules": int(molgen.get("molecules", 0)),
         "bytes": Path(dest).stat().st_size,
         "shared_tensors": len(shared),
+        "moments": moments,
     }

@@ -1,6 +1,7 @@
 """The packed training state: 8-bit moments, weights shared with a model file, resume fidelity (issue 14)."""
 from __future__ import annotations
 
+import csv
 import shutil
 
 import pytest
@@ -10,7 +11,9 @@ from molgen.checkpoint import load_model, save_model
 from molgen.cli import main
 from molgen.errors import MolgenError
 from molgen.train import train
-from molgen.training_state import BLOCK, dequantize, pack_moments, pack_state, quantize, read_checkpoint, unpack_moments
+from molgen.training_state import (
+    BLOCK, FRESH_MOMENTS_WARMUP, dequantize, pack_moments, pack_state, quantize, read_checkpoint, state_config, unpack_moments,
+)  # fmt: skip
 
 from test_train import config_for
 
@@ -166,3 +169,30 @@ def test_the_curve_table_averages_each_quantity_over_windows_of_molecules_seen()
     assert rows[1][1] == {"val/elbo": 25.0, "val/fcd": 7.0, "train/lr": 0.0005}
     lines = plot_training.table(text, 1000).splitlines()
     assert len(lines) == 3 and lines[1].split()[:3] == ["0.00-0.00", "29", "9"]
+
+
+def test_a_state_without_moments_is_smaller_and_resumes_under_an_lr_warm_up(tmp_path):
+    run = _trained(tmp_path)
+    with_moments = pack_state(run / "checkpoints" / "last.ckpt", tmp_path / "with.state.pt")
+    info = pack_state(run / "checkpoints" / "last.ckpt", tmp_path / "without.state.pt", moments=False)
+    original = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    n_params = sum(v.numel() for v in original["state_dict"].values())
+    assert with_moments["moments"] and not info["moments"]
+    assert with_moments["bytes"] - info["bytes"] >= 2 * n_params * 0.9  # one byte per moment value less
+    restored = read_checkpoint(tmp_path / "without.state.pt")
+    assert restored["optimizer_states"][0]["state"] == {}
+    assert restored["optimizer_states"][0]["param_groups"] == original["optimizer_states"][0]["param_groups"]
+    assert all(torch.equal(restored["state_dict"][k], v) for k, v in original["state_dict"].items())
+    assert state_config(tmp_path / "without.state.pt")["optim"]["warmup_molecules"] == FRESH_MOMENTS_WARMUP
+    out = tmp_path / "b"
+    assert main(["train", "--resume-from", str(tmp_path / "without.state.pt"), "--out", str(out),
+                 "--max-steps", "6", "--no-progress"]) == 0  # fmt: skip
+    rows = [r for r in csv.DictReader(open(out / "metrics.csv", encoding="utf-8")) if r.get("train/lr")]
+    lrs = [float(r["train/lr"]) for r in rows if int(float(r["step"])) >= 4]
+    peak = state_config(tmp_path / "without.state.pt")["optim"]["lr"]
+    assert lrs and all(0 < lr < peak * 0.01 for lr in lrs)  # 16-molecule steps, 100,000 molecules of warm-up
+    after = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert after["global_step"] == 6 and len(after["optimizer_states"][0]["state"]) > 0  # moments rebuilt
+    # a run that has its own warm-up keeps it
+    config = state_config(run / "checkpoints" / "last.ckpt")
+    assert config["optim"]["warmup_molecules"] == 0

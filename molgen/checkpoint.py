@@ -95,7 +95,7 @@ def _from_lightning(path: Path, data: dict) -> tuple[dict, dict, dict]:
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[MoleculeVAE, SelfiesTokenizer]:
-    """Load (model in eval mode, tokenizer) from a molgen model file or a training ``.ckpt``."""
+    """Load (model in eval mode, tokenizer) from a molgen model file, a training ``.ckpt`` or a packed training state."""
     path = Path(path)
     data = read_torch_file(path, map_location)
     if data.get("format") == FORMAT:
@@ -105,6 +105,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
             )
         hparams, vocab, state = data.get("hparams"), data.get("vocab"), data.get("state_dict")
     elif "state_dict" in data and "hyper_parameters" in data:
+        if data.get("molgen_packing"):  # a packed training state: weights from the model file beside it, float16 ones widened
+            from molgen.training_state import read_checkpoint  # imports this module
+
+            data = read_checkpoint(path)
         hparams, vocab, state = _from_lightning(path, data)
     else:
         raise MolgenError(f"{path}: not a molgen model file (no 'format' key and not a Lightning checkpoint)")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce every figure of checkpoints/README.md from a training run (and, optionally, an LM run).
 #   bash scripts/model_card.sh [VAE_RUN] [OUT] [LM_RUN]
+# VAE_RUN is a run folder (its checkpoints/last.ckpt) or a checkpoint or packed state file (a GPU
+# stretch's molgen-moses.state.pt: its weights, not its moments, are what is measured).
 # Steps: export the VAE run's checkpoints/last.ckpt, refit its prior to the aggregate posterior (EM),
 # write checkpoints/molgen-moses.pt (float16 weights) with relaxed SELFIES as its default decoding (invalid draws redrawn);
 # sample 30,000 molecules (seed 0, T = 1) decoded strict, relaxed keeping the invalid draws, and with the
@@ -17,7 +19,9 @@ DECODING=${DECODING:-relaxed}
 PY=${PY:-.venv/bin/python}
 MOLGEN=${MOLGEN:-.venv/bin/molgen}
 mkdir -p "$OUT"
-$PY scripts/export_checkpoint.py "$VAE/checkpoints/last.ckpt" "$OUT/vae-raw.pt" --constraints "$DECODING"
+SOURCE=$VAE
+[ -d "$VAE" ] && SOURCE=$VAE/checkpoints/last.ckpt
+$PY scripts/export_checkpoint.py "$SOURCE" "$OUT/vae-raw.pt" --constraints "$DECODING"
 $PY scripts/refit_prior.py "$OUT/vae-raw.pt" data/moses/train.csv.gz checkpoints/molgen-moses.pt --n 50000 --half
 $MOLGEN sample -n "$N" --seed 0 --constraints strict --out "$OUT/samples-strict.csv"
 $MOLGEN score "$OUT/samples-strict.csv" --out "$OUT/score-strict.json" --plots "$OUT/plots-strict"

@@ -20,14 +20,16 @@ from molgen.training_state import pack_state
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="run folder of `molgen train` (holds checkpoints/last.ckpt)")
+    parser.add_argument("run", type=Path, help="run folder of `molgen train` (holds checkpoints/last.ckpt and metrics.csv), "
+                        "or a checkpoint or packed state file (a GPU stretch's, say: its metrics travel inside)")
     parser.add_argument("dest", type=Path, help="packed state file to write")
     parser.add_argument("--weights-from", type=Path, help="model file beside DEST exported from the same checkpoint")
     parser.add_argument("--half-weights", action="store_true", help="store the weights kept in the state as float16")
     parser.add_argument("--no-moments", action="store_true", help="leave out AdamW's moments (rebuilt under an lr warm-up)")
     args = parser.parse_args()
+    source = args.run if args.run.is_file() else args.run / "checkpoints" / "last.ckpt"
     metrics = args.run / "metrics.csv"
-    info = pack_state(args.run / "checkpoints" / "last.ckpt", args.dest, metrics if metrics.is_file() else None,
+    info = pack_state(source, args.dest, metrics if metrics.is_file() else None,
                       weights_from=args.weights_from, half_weights=args.half_weights, moments=not args.no_moments)  # fmt: skip
     shared = f", {info['shared_tensors']} tensors shared with {args.weights_from}" if args.weights_from else ""
     shared += "" if info["moments"] else ", no optimizer moments"

@@ -19,6 +19,10 @@
 # weights-only model.pt, pack the run's state into $DEST/molgen-moses.state.pt (commit it over
 # $STATE so that the next stretch, on any machine, goes on from it) and copy metrics.csv,
 # summary.json, config.yaml and hparams.yaml beside them.
+# Back on the CPU machine, to ship what came back (DEST the folder it landed in):
+#     bash scripts/model_card.sh DEST/molgen-moses.state.pt out/model-card    # writes checkpoints/molgen-moses.pt
+#     python scripts/pack_state.py DEST/molgen-moses.state.pt checkpoints/molgen-moses.state.pt \
+#         --weights-from checkpoints/molgen-moses.pt --no-moments
 #
 # Environment (all optional):
 #   DATA        training SMILES file            (data/moses/train.csv.gz)
@@ -47,7 +51,13 @@
 #   RESERVE_S   seconds kept for training start-up, final validation and export (45)
 #   HARD_S      seconds after start at which training is sent SIGINT (it then validates, writes
 #               last.ckpt and stops) so the export still runs (565)
-#   STATE       training state to continue  (checkpoints/molgen-moses.state.pt; a missing file starts a new run)
+#   STATE       training state to continue  (checkpoints/molgen-moses.state.pt; a missing file starts a new run,
+#               e.g. STATE=none EXTRA_ARGS="--set model.dec_layers=3" for the MOSES-size decoder)
+#   MOMENTS     1: the packed state keeps AdamW's moments (8-bit); 0 (default): it leaves them out, and
+#               the next stretch rebuilds them under an lr warm-up. Files come back from the device
+#               only up to 16 MiB: float16 weights with 8-bit moments are 4 bytes a parameter, so a
+#               model over ~4 M parameters (3 decoder layers: ~5.2 M) comes back only without them;
+#               model.pt is exported as float16 (2 bytes a parameter)
 #   EXTRA_ARGS  more `molgen train` arguments, e.g. "--set data.val_size=200" for a tiny smoke test
 #               (the state's learning-rate schedule goes on; after its cool-down it trains at optim.lr_final,
 #               and "--set optim.cooldown_from_molecules=null" re-warms it to optim.lr)
@@ -81,6 +91,7 @@ RESERVE_S=${RESERVE_S:-45}
 HARD_S=${HARD_S:-565}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 STATE=${STATE:-checkpoints/molgen-moses.state.pt}
+MOMENTS=${MOMENTS:-0}
 
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
@@ -143,11 +154,12 @@ if [ ! -f "$RUN/checkpoints/last.ckpt" ] && [ "$PRECISION" != 32-true ] && [ "$r
     stage "training (32-true) exited with $rc"
 fi
 
-# (4) export the last checkpoint and copy the run's records
+# (4) export the last checkpoint (float16) and copy the run's records
 if [ -f "$RUN/checkpoints/last.ckpt" ]; then
     stage "export $RUN/checkpoints/last.ckpt -> $DEST/model.pt"
-    "$PY" scripts/export_checkpoint.py "$RUN/checkpoints/last.ckpt" "$DEST/model.pt" || echo "export failed"
-    "$PY" scripts/pack_state.py "$RUN" "$DEST/molgen-moses.state.pt" --half-weights || echo "packing the state failed"
+    "$PY" scripts/export_checkpoint.py "$RUN/checkpoints/last.ckpt" "$DEST/model.pt" --half || echo "export failed"
+    moments=(); [ "$MOMENTS" = 1 ] || moments=(--no-moments)
+    "$PY" scripts/pack_state.py "$RUN" "$DEST/molgen-moses.state.pt" --half-weights "${moments[@]}" || echo "packing the state failed"
 else
     echo "no checkpoint in $RUN/checkpoints; nothing to export"
 fi

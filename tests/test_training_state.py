@@ -88,6 +88,10 @@ def test_a_state_sharing_the_model_files_weights_restores_them_bit_for_bit(tmp_p
         m, v = after[index]["exp_avg"], after[index]["exp_avg_sq"]
         assert m.dtype == v.dtype == torch.float32 and torch.equal(v == 0, param_state["exp_avg_sq"] == 0)
         assert torch.allclose(v, param_state["exp_avg_sq"], rtol=0.05, atol=0)
+    # a packed state loads as a model (sample, evaluate, export take it): the weights of the file beside it
+    packed_model, _ = load_model(ship / "state.pt")
+    shipped_model, _ = load_model(ship / "model.pt")
+    assert all(torch.equal(a, b) for a, b in zip(packed_model.state_dict().values(), shipped_model.state_dict().values()))
     # the state resumes from the CLI in a new folder
     assert main(["train", "--resume-from", str(ship / "state.pt"), "--out", str(tmp_path / "b"),
                  "--max-steps", "5", "--no-progress"]) == 0  # fmt: skip

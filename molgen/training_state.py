@@ -19,11 +19,11 @@ beside it (a sixth with that file's weights in float16):
 - with ``half_weights``, the weights the state keeps itself are stored as float16 too (a state
   committed between ships). Weights from a float16 source resume as the rounded values: a relative
   change of at most 2⁻¹¹ (0.05 %), about the size of one AdamW step at lr 1e-4 on this model's weights;
-- with ``moments=False`` the AdamW moments are left out altogether (a quarter of the size again):
-  the next stretch starts them afresh, as AdamW does at a run's start, under a learning-rate
-  warm-up (``optim.warmup_molecules``, set to ``FRESH_MOMENTS_WARMUP`` in the state's config
-  when the run had none). m averages over ~10 steps and v over ~1,000, so they are rebuilt early
-  in a stretch; a state that must continue bit for bit keeps them;
+- with ``moments=False`` the AdamW moments are left out altogether: the stretch resumed from it
+  starts them afresh, as AdamW does at a run's start, under a learning-rate warm-up of at least
+  ``FRESH_MOMENTS_WARMUP`` molecules (``molgen.model.lightning``; that stretch only, the config is
+  not changed). m averages over ~10 steps and v over ~1,000, so they are rebuilt early in the
+  stretch; a state that must continue bit for bit keeps them;
 - the machine-specific parts (callback states holding this machine's paths) are dropped.
 
 ``read_checkpoint`` reads any of these back as a full Lightning checkpoint (older states with
@@ -52,7 +52,6 @@ DROPPED = ("callbacks",)  # ModelCheckpoint states: paths on the machine that wr
 BLOCK = 64  # values per quantisation block
 MODULE_PREFIX = "model."  # the Lightning module's name for the model whose weights a model file holds
 MOMENTS = ("exp_avg", "exp_avg_sq")  # AdamW's m and v
-FRESH_MOMENTS_WARMUP = 100_000  # molecules of lr warm-up for a stretch that starts without moments
 
 
 def quantize(tensor: torch.Tensor, mode: str) -> dict:
@@ -218,8 +217,8 @@ def pack_state(
     model file in ``dest``'s folder exported from this checkpoint, the weights it holds unchanged
     (or rounded to its float16) are left out (the prior it refitted stays in). With
     ``half_weights`` the float32 weights kept in the state are stored as float16. With
-    ``moments=False`` the optimizer's moments are left out and the state's config gets an lr
-    warm-up if it has none. Return the state's summary."""
+    ``moments=False`` the optimizer's moments are left out (the resumed stretch warms its lr
+    up). Return the state's summary."""
     data = read_checkpoint(checkpoint)
     if metrics is not None:
         data[METRICS_KEY] = Path(metrics).read_text(encoding="utf-8")
@@ -234,10 +233,7 @@ def pack_state(
     else:
         for optimizer in data["optimizer_states"]:
             optimizer["state"] = {}  # AdamW starts afresh (its per-parameter step count too)
-        optim = (data.get(CONFIG_KEY) or {}).get("optim")
-        if isinstance(optim, dict) and not optim.get("warmup_molecules"):
-            optim["warmup_molecules"] = FRESH_MOMENTS_WARMUP
-        packing = {"moments": "none: AdamW starts afresh under the config's lr warm-up (optim.warmup_molecules)"}
+        packing = {"moments": "none: AdamW starts afresh, under an lr warm-up"}
     if weights_from is not None:
         model_path = Path(weights_from)
         if model_path.resolve().parent != Path(dest).resolve().parent:

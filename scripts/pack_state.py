@@ -5,8 +5,8 @@
 With --weights-from (the model file exported from the same last.ckpt, in the state's folder) the
 weights that file holds are not stored a second time (molgen.training_state). With --half-weights
 the weights the state keeps itself are stored as float16 (a state committed between ships). With
---no-moments the AdamW moments are left out: the next stretch rebuilds them under an lr warm-up
-(the state's optim.warmup_molecules, 100,000 molecules when it had none), and a ship adds ~4 MB less.
+--no-moments the AdamW moments are left out: the stretch resumed from it rebuilds them under an lr
+warm-up (at least 100,000 molecules), and a ship adds ~4 MB less.
 
 The next stretch, on any machine: ``molgen train --resume-from checkpoints/molgen-moses.state.pt --out DIR``.
 """

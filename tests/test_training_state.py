@@ -10,9 +10,10 @@ import torch
 from molgen.checkpoint import load_model, save_model
 from molgen.cli import main
 from molgen.errors import MolgenError
+from molgen.model.lightning import FRESH_MOMENTS_WARMUP
 from molgen.train import train
 from molgen.training_state import (
-    BLOCK, FRESH_MOMENTS_WARMUP, dequantize, pack_moments, pack_state, quantize, read_checkpoint, state_config, unpack_moments,
+    BLOCK, dequantize, pack_moments, pack_state, quantize, read_checkpoint, state_config, unpack_moments,
 )  # fmt: skip
 
 from test_train import config_for
@@ -175,6 +176,11 @@ def test_the_curve_table_averages_each_quantity_over_windows_of_molecules_seen()
     assert len(lines) == 3 and lines[1].split()[:3] == ["0.00-0.00", "29", "9"]
 
 
+def _lrs_after(out, first_step):
+    rows = csv.DictReader(open(out / "metrics.csv", encoding="utf-8"))
+    return [float(r["train/lr"]) for r in rows if r.get("train/lr") and int(float(r["step"])) >= first_step]
+
+
 def test_a_state_without_moments_is_smaller_and_resumes_under_an_lr_warm_up(tmp_path):
     run = _trained(tmp_path)
     with_moments = pack_state(run / "checkpoints" / "last.ckpt", tmp_path / "with.state.pt")
@@ -187,16 +193,18 @@ def test_a_state_without_moments_is_smaller_and_resumes_under_an_lr_warm_up(tmp_
     assert restored["optimizer_states"][0]["state"] == {}
     assert restored["optimizer_states"][0]["param_groups"] == original["optimizer_states"][0]["param_groups"]
     assert all(torch.equal(restored["state_dict"][k], v) for k, v in original["state_dict"].items())
-    assert state_config(tmp_path / "without.state.pt")["optim"]["warmup_molecules"] == FRESH_MOMENTS_WARMUP
-    out = tmp_path / "b"
-    assert main(["train", "--resume-from", str(tmp_path / "without.state.pt"), "--out", str(out),
-                 "--max-steps", "6", "--no-progress"]) == 0  # fmt: skip
-    rows = [r for r in csv.DictReader(open(out / "metrics.csv", encoding="utf-8")) if r.get("train/lr")]
-    lrs = [float(r["train/lr"]) for r in rows if int(float(r["step"])) >= 4]
-    peak = state_config(tmp_path / "without.state.pt")["optim"]["lr"]
-    assert lrs and all(0 < lr < peak * 0.01 for lr in lrs)  # 16-molecule steps, 100,000 molecules of warm-up
-    after = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    config = state_config(tmp_path / "without.state.pt")
+    assert config["optim"]["warmup_molecules"] == 0  # the warm-up is the resumed stretch's, not the config's
+    peak = config["optim"]["lr"]
+    for name, state in (("fresh", "without.state.pt"), ("kept", "with.state.pt")):
+        assert main(["train", "--resume-from", str(tmp_path / state), "--out", str(tmp_path / name),
+                     "--max-steps", "6", "--no-progress"]) == 0  # fmt: skip
+    fresh, kept = _lrs_after(tmp_path / "fresh", 4), _lrs_after(tmp_path / "kept", 4)
+    # 16-molecule steps against FRESH_MOMENTS_WARMUP molecules; with its moments the run goes on at its lr
+    assert fresh and all(0 < lr <= peak * 96 / FRESH_MOMENTS_WARMUP for lr in fresh)
+    assert kept and all(lr == pytest.approx(peak) for lr in kept)
+    after = torch.load(tmp_path / "fresh" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert after["global_step"] == 6 and len(after["optimizer_states"][0]["state"]) > 0  # moments rebuilt
-    # a run that has its own warm-up keeps it
-    config = state_config(run / "checkpoints" / "last.ckpt")
-    assert config["optim"]["warmup_molecules"] == 0
+    # the stretch after it, from a checkpoint with moments, is not warmed up again
+    assert main(["train", "--resume", "--out", str(tmp_path / "fresh"), "--max-steps", "8", "--no-progress"]) == 0
+    assert all(lr == pytest.approx(peak) for lr in _lrs_after(tmp_path / "fresh", 7))

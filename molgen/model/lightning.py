@@ -16,6 +16,7 @@ from molgen.model.diagnostics import posterior_statistics, summarize
 from molgen.model.vae import MoleculeVAE
 
 VAL_KEYS = ("elbo", "rec", "kl", "tokens", "token_acc", "exact", "n")
+FRESH_MOMENTS_WARMUP = 100_000  # molecules of lr warm-up at least, for a stretch resumed without AdamW moments
 OPTIM_DEFAULTS = {f.name: f.default for f in dataclasses.fields(OptimConfig)}  # checkpoints of older runs lack newer keys
 OBJECTIVE_DEFAULTS = {"restart_every_steps": 0, "restart_mode": "poor", "mixture_weights": "learned", "usage_bonus": 0.0,
                       "kl_target": 0.0, "beta_cycle_molecules": 0, "beta_cycles": 4, "beta_cycle_ramp": 0.5,
@@ -50,6 +51,7 @@ class VAEModule(pl.LightningModule):
         self._val_sums: torch.Tensor | None = None
         self._step_time: float | None = None
         self._batch_molecules = 0  # the batch of the step being taken
+        self.fresh_moments = False  # resumed from a state whose AdamW moments were left out
         self.diag_every = 1  # diagnostics at every N-th validation of this stretch (trainer.diag_every)
         self._validations = 0  # validations of this stretch, sanity checks excluded
 
@@ -94,8 +96,12 @@ class VAEModule(pl.LightningModule):
 
     def warmup_factor(self) -> float:
         """The lr's share during this stretch's warm-up: (molecules this stretch, this step's
-        included) / optim.warmup_molecules, at most 1; 1 when there is none."""
+        included) / optim.warmup_molecules, at most 1; 1 when there is none. A stretch resumed from
+        a state without optimizer moments (``pack_state(moments=False)``) warms up over at least
+        FRESH_MOMENTS_WARMUP molecules while AdamW rebuilds them."""
         warmup = self.optim["warmup_molecules"]
+        if self.fresh_moments:
+            warmup = max(warmup, FRESH_MOMENTS_WARMUP)
         if warmup <= 0:
             return 1.0
         return min(1.0, (self.molecules_seen + self._batch_molecules) * self.trainer.world_size / warmup)
@@ -336,3 +342,4 @@ class VAEModule(pl.LightningModule):
         self._rng_state = state.get("rng_state")
         # a run that predates the option has no warm start to end
         self.decoder_restarted = bool(state.get("decoder_restarted", True))
+        self.fresh_moments = not any(opt.get("state") for opt in checkpoint.get("optimizer_states", []))

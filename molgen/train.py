@@ -237,10 +237,13 @@ def train(
     if resume_from is None:
         return _train(config, resume, callbacks, None)
     with unpacked(resume_from) as checkpoint:  # a packed state becomes a full checkpoint for Lightning
-        return _train(config, resume, callbacks, checkpoint)
+        return _train(config, resume, callbacks, checkpoint, source=Path(resume_from))
 
 
-def _train(config: TrainConfig, resume: bool, callbacks: list[Callback] | None, resume_from: Path | None) -> dict:
+def _train(
+    config: TrainConfig, resume: bool, callbacks: list[Callback] | None, resume_from: Path | None, source: Path | None = None
+) -> dict:
+    """``resume_from`` is the checkpoint Lightning reads (a temporary file for a packed state), ``source`` the user's file."""
     config.validate()
     if config.out is None:
         raise MolgenError("no output folder: give --out DIR")
@@ -348,7 +351,7 @@ def _train(config: TrainConfig, resume: bool, callbacks: list[Callback] | None, 
     start_step = int(state.get("global_step", 0)) if state is not None else 0
     if start_from is not None and 0 <= tc.max_steps <= start_step:
         raise MolgenError(
-            f"{resume_from or start_from}: the run is at step {start_step} already; --max-steps {tc.max_steps} "
+            f"{source or start_from}: the run is at step {start_step} already; --max-steps {tc.max_steps} "
             "leaves nothing to train (raise it, or -1 for no limit)"
         )
     history = state.get(METRICS_KEY) if state is not None else None

@@ -47,7 +47,9 @@ tail -n +2 "$HISTORY" | while IFS=, read -r step _ _ _ _ _ commit; do
   snap="$LM/snapshots/step$step.pt"
   [ -f "$snap" ] && continue
   if [ -f "$LM/checkpoints/last.ckpt" ]; then
-    [ "$(step_of "$LM/checkpoints/last.ckpt")" -gt "$step" ] && { echo "$LM is past step $step; no snapshot there"; continue; }
+    last_step=$(step_of "$LM/checkpoints/last.ckpt")
+    if [ "$last_step" -gt "$step" ]; then echo "$LM is past step $step; no snapshot there"; continue; fi
+    if [ "$last_step" -eq "$step" ]; then cp "$LM/model.pt" "$snap"; continue; fi  # trained there, stopped before the copy
     from=(--resume)
   elif [ "$lm_state_step" -ge "$step" ]; then
     echo "step $step is not after $LM_STATE (step $lm_state_step): its figures are in $LM_HISTORY"; continue
@@ -61,9 +63,11 @@ tail -n +2 "$HISTORY" | while IFS=, read -r step _ _ _ _ _ commit; do
   # shellcheck disable=SC2086
   $MOLGEN train "${from[@]}" --out "$LM" --max-steps "$step" --threads "$THREADS" --no-progress \
     --set trainer.fcd_reference="$TEST" "${schedule[@]}" $EXTRA < /dev/null
-  [ "$(step_of "$LM/checkpoints/last.ckpt")" -eq "$step" ] && cp "$LM/model.pt" "$snap"
+  # an if, not `test && cp`: a false test on the last row would end the piped loop with 1 (set -e)
+  if [ "$(step_of "$LM/checkpoints/last.ckpt")" -eq "$step" ]; then cp "$LM/model.pt" "$snap"; fi
 done
 for snap in "$LM"/snapshots/step*.pt; do
+  [ -e "$snap" ] || continue  # no snapshot (every history step is before the LM state): the glob stays literal
   name=$(basename "$snap" .pt)
   [ -f "$OUT/score-$name.json" ] && continue
   $MOLGEN evaluate --model "$snap" --data "$TEST" --on-invalid skip --n 200 --k 1 --out "$OUT/eval-$name.json"
@@ -71,5 +75,10 @@ for snap in "$LM"/snapshots/step*.pt; do
     | tee "$OUT/sample-$name.json"  # its summary: the raw relaxed validity
   $MOLGEN score "$OUT/samples-$name.csv" --out "$OUT/score-$name.json"
 done
-$PY scripts/plot_lm_vs_vae.py --lm-metrics "$LM/metrics.csv" --lm-figures "$OUT" --vae-history "$HISTORY" \
+LM_METRICS=$LM/metrics.csv
+if [ ! -f "$LM_METRICS" ]; then  # nothing trained this time: the committed LM state's curves
+  LM_METRICS=$OUT/lm-state-metrics.csv
+  "$PY" -c "import sys; from molgen.training_state import state_metrics; open(sys.argv[2], 'w', encoding='utf-8', newline='').write(state_metrics(sys.argv[1]))" "$LM_STATE" "$LM_METRICS"
+fi
+$PY scripts/plot_lm_vs_vae.py --lm-metrics "$LM_METRICS" --lm-figures "$OUT" --vae-history "$HISTORY" \
   --lm-history "$LM_HISTORY" --update-lm-history "${PLOT:-checkpoints/card/lm_vs_vae.png}"

@@ -179,6 +179,12 @@ def test_a_resume_with_max_steps_already_reached_fails_naming_the_step(tmp_path,
     assert main(argv) == 2
     assert "at step 2 already; --max-steps 1" in capsys.readouterr().err
     assert not (tmp_path / "more").exists()  # refused before the run folder is made
+    from molgen.training_state import pack_state
+
+    state = tmp_path / "state.pt"
+    pack_state(run / "checkpoints" / "last.ckpt", state)
+    assert main(["train", "--resume-from", str(state), "--out", str(tmp_path / "more"), "--max-steps", "2", "--no-progress"]) == 2
+    assert f"{state}: the run is at step 2 already" in capsys.readouterr().err  # the user's file, not the unpacked copy
 
 
 def test_resume_after_a_crash_reaches_the_same_global_step(tmp_path):

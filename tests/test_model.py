@@ -163,6 +163,12 @@ def test_bn_vae_means_spread_by_the_fixed_scale_in_training_and_use_running_stat
         n = len(lengths)  # the running variance is the unbiased one: eval means spread by gamma * sqrt((n-1)/n)
         torch.testing.assert_close(every.std(0, unbiased=False), torch.full((SIZES["latent_dim"],), gamma * ((n - 1) / n) ** 0.5),
                                    rtol=1e-2, atol=1e-3)  # fmt: skip
+        # a training batch of one molecule (a data set's last) is normalised by the running statistics
+        model.train()
+        tracked = int(model.encoder.mu_norm.num_batches_tracked)
+        alone = model.encode(*make_batch(tok, SMALL_SMILES[2:3]))[0]
+        torch.testing.assert_close(alone[0], every[2], rtol=0, atol=1e-5)
+        assert int(model.encoder.mu_norm.num_batches_tracked) == tracked
     assert make_model(tok).encoder.mu_batchnorm == 0 and not hasattr(make_model(tok).encoder, "mu_norm")
 
 

@@ -36,7 +36,12 @@ class GRUEncoder(nn.Module):
         features = final_states(self.gru, self.embed(tokens), lengths)
         mu, logvar = self.head(features).float().chunk(2, dim=-1)
         if self.mu_batchnorm > 0:
-            mu = self.mu_batchnorm * self.mu_norm(mu) + self.mu_shift
+            norm = self.mu_norm
+            if self.training and mu.shape[0] < 2:  # one molecule has no batch spread (a data set's last batch)
+                normed = nn.functional.batch_norm(mu, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
+            else:
+                normed = norm(mu)
+            mu = self.mu_batchnorm * normed + self.mu_shift
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
 

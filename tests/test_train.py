@@ -616,7 +616,10 @@ def test_the_autoencoder_warm_start_re_initialises_the_decoder_once_with_a_fresh
 
     # one AdamW step from a fresh state moves each weight by at most lr; the first decoder is another draw
     assert furthest(2) <= lr * 1.001 and furthest(1) > 10 * lr
-    assert furthest(3) <= 2 * lr * 1.001  # and it is not re-initialised again
+    assert furthest(3) <= 2 * lr * 1.001  # and it is not re-initialised again:
+    optimizer = record.module.trainer.optimizers[0]  # AdamW counts the decoder's steps from the reset on
+    assert {int(optimizer.state[p]["step"]) for p in record.module.model.decoder.parameters()} == {2}
+    assert {int(optimizer.state[p]["step"]) for p in record.module.model.encoder.parameters()} == {4}
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["molgen"]["decoder_restarted"] is True
 

@@ -105,10 +105,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
             )
         hparams, vocab, state = data.get("hparams"), data.get("vocab"), data.get("state_dict")
     elif "state_dict" in data and "hyper_parameters" in data:
-        if data.get("molgen_packing"):  # a packed training state: weights from the model file beside it, float16 ones widened
-            from molgen.training_state import read_checkpoint  # imports this module
+        from molgen.training_state import PACKING_KEY, restore_packed  # imports this module
 
-            data = read_checkpoint(path)
+        if data.get(PACKING_KEY):  # a packed state: weights from the model file beside it, float16 ones widened
+            data = restore_packed(data, path)
         hparams, vocab, state = _from_lightning(path, data)
     else:
         raise MolgenError(f"{path}: not a molgen model file (no 'format' key and not a Lightning checkpoint)")

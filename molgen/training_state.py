@@ -122,7 +122,7 @@ def _model_weights(path: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
-def _restore(data: dict, path: Path) -> dict:
+def restore_packed(data: dict, path: Path) -> dict:
     """Undo the packing of a state read from ``path``: weights back from the model file, moments to float32."""
     packing = data.pop(PACKING_KEY, None) or {}
     shared = packing.get("weights_from")
@@ -159,7 +159,7 @@ def _read_state_file(path: Path) -> dict:
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """A training checkpoint or packed state as a full Lightning checkpoint (weights restored, 8-bit
     moments decoded), loaded with ``weights_only=True``; MolgenError when it is not one."""
-    return _restore(_read_state_file(Path(path)), Path(path))
+    return restore_packed(_read_state_file(Path(path)), Path(path))
 
 
 @contextlib.contextmanager
@@ -171,7 +171,7 @@ def unpacked(path: str | os.PathLike) -> Iterator[Path]:
     if not raw.get(PACKING_KEY):
         yield path
         return
-    data = _restore(raw, path)
+    data = restore_packed(raw, path)
     with tempfile.TemporaryDirectory(prefix="molgen-state-") as folder:
         full = Path(folder) / "state.ckpt"
         torch.save(data, full)

@@ -21,7 +21,7 @@ from molgen.training_state import pack_state
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="run folder of `molgen train` (holds checkpoints/last.ckpt and metrics.csv), "
-                        "or a checkpoint or packed state file (a GPU stretch's, say: its metrics travel inside)")
+                        "or a packed state file (a GPU stretch's, say: its metrics travel inside; a bare .ckpt file brings none)")
     parser.add_argument("dest", type=Path, help="packed state file to write")
     parser.add_argument("--weights-from", type=Path, help="model file beside DEST exported from the same checkpoint")
     parser.add_argument("--half-weights", action="store_true", help="store the weights kept in the state as float16")
